@@ -1,0 +1,116 @@
+"""Passages, answers and how an answer is composed from cited sentences.
+
+The answer is extractive: the best supporting sentences of the top passages, each followed by the
+marker ``[n]`` of the passage it comes from (``n`` is that passage's rank). Citations carry the
+sentence's exact offsets in its document, so a reader can check every claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NOT_FOUND = "Not found in the documents."
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved passage: where it is in which document, and how well it matches."""
+
+    rank: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+    score: float
+    chunk_id: int = 0
+    highlights: tuple[tuple[int, int], ...] = field(default=())
+    """Offsets (in the document) of the sentences the answer cites from this passage."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The passage as ``qa ask --json`` prints it."""
+        return {
+            "rank": self.rank,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One cited sentence: the marker number, and the sentence's span in its document."""
+
+    marker: int
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with its citations, or an abstention with the closest passages."""
+
+    question: str
+    text: str
+    abstained: bool
+    passages: list[Passage]
+    citations: list[Citation] = field(default_factory=list)
+    confidence: float = 0.0
+    """Calibrated probability-like score that the documents answer the question."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly the object ``qa ask --json`` prints."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "passages": [p.to_json() for p in self.passages],
+        }
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    """A sentence of a retrieved passage with its similarity to the question."""
+
+    rank: int
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+# How close to the best sentence another sentence must score to be cited too, and how many.
+SENTENCE_MARGIN = 0.02
+MAX_SENTENCES = 3
+
+
+def compose(sentences: list[ScoredSentence]) -> list[Citation]:
+    """Pick the supporting sentences: the best one and near-ties, best first, no repeats."""
+    if not sentences:
+        return []
+    ordered = sorted(sentences, key=lambda s: -s.score)
+    best = ordered[0].score
+    chosen: list[Citation] = []
+    seen: set[str] = set()
+    for s in ordered:
+        if len(chosen) == MAX_SENTENCES or s.score < best - SENTENCE_MARGIN:
+            break
+        key = " ".join(s.text.split()).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(Citation(s.rank, s.doc_id, s.start, s.end, s.text, s.score))
+    return chosen
+
+
+def answer_text(citations: list[Citation]) -> str:
+    """The answer: each cited sentence followed by its marker."""
+    return " ".join(f"{' '.join(c.text.split())} [{c.marker}]" for c in citations)

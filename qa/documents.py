@@ -1,0 +1,211 @@
+"""Reading documents: files and folders in, plain text with a stable id and title out.
+
+Supported: ``.txt``, ``.md``, ``.html``/``.htm`` (visible text only) and ``.pdf`` (text layer).
+A file that cannot be read is reported by name and skipped; it never aborts a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document: its id (path relative to the folder given), title and full text."""
+
+    doc_id: str
+    title: str
+    text: str
+    path: str
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the text, used to skip re-embedding unchanged documents."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that could not be read, with a one-line reason."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"skipped {self.path}: {self.reason}"
+
+
+class UnreadableFile(ValueError):
+    """Raised by :func:`read_document` with a one-line reason."""
+
+
+def decode_bytes(data: bytes) -> str:
+    """Decode UTF-8 (with or without BOM), else the encoding charset-normalizer detects."""
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnreadableFile("looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise UnreadableFile("not text in any encoding that could be detected")
+    encoding = best.encoding
+    # Latin-1 and cp1252 differ only in 0x80-0x9f; cp1252 is what such German files really are.
+    if encoding in ("latin_1", "iso8859_1"):
+        encoding = "cp1252"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError:
+        return str(best)
+
+
+class _VisibleText(HTMLParser):
+    """Collects the text a browser would show, plus the <title>."""
+
+    _HIDDEN = {"script", "style", "noscript", "template", "head", "svg"}
+    _BLOCK = {
+        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
+        "section", "article", "header", "footer", "blockquote", "pre", "hr", "dd", "dt",
+    }
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title_parts: list[str] = []
+        self._hidden = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in self._HIDDEN:
+            self._hidden += 1
+        if tag in self._BLOCK:
+            self.parts.append("\n\n" if tag != "br" else "\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self._HIDDEN and self._hidden:
+            self._hidden -= 1
+        if tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title_parts.append(data)
+        elif not self._hidden:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> tuple[str, str | None]:
+    """Visible text of an HTML page and its <title> (or None)."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    title = " ".join("".join(parser.title_parts).split()) or None
+    return text, title
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise UnreadableFile(f"damaged PDF ({exc})") from exc
+    return "\n\n".join(p.strip() for p in pages if p.strip())
+
+
+def _markdown_title(text: str) -> str | None:
+    match = re.search(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Document:
+    """Read one file into a :class:`Document`; raises :class:`UnreadableFile` with a reason."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnreadableFile(
+            f"unsupported file type {suffix or '(none)'!r}; supported: "
+            + ", ".join(SUPPORTED_SUFFIXES)
+        )
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise UnreadableFile(f"too large ({size // 2**20} MiB; limit {MAX_FILE_BYTES // 2**20})")
+        if suffix == ".pdf":
+            text, title = _pdf_text(p), None
+        else:
+            raw = decode_bytes(p.read_bytes())
+            if suffix in (".html", ".htm"):
+                text, title = html_to_text(raw)
+            else:
+                text = raw.replace("\r\n", "\n").replace("\r", "\n")
+                title = _markdown_title(text) if suffix in (".md", ".markdown") else None
+    except OSError as exc:
+        raise UnreadableFile(exc.strerror or str(exc)) from exc
+    if not text.strip():
+        raise UnreadableFile("contains no text")
+    return Document(doc_id=doc_id or p.name, title=title or p.name, text=text, path=str(p))
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+    """Yield ``(file, doc_id)`` for files and, recursively, folders; ids are relative paths.
+
+    Hidden files and folders are skipped, symlink loops are not followed twice.
+    """
+    for given in paths:
+        root = Path(given)
+        if root.is_dir():
+            seen: set[str] = set()
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+                real = os.path.realpath(dirpath)
+                if real in seen:
+                    dirnames[:] = []
+                    continue
+                seen.add(real)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith(".") or not name.lower().endswith(SUPPORTED_SUFFIXES):
+                        continue
+                    f = Path(dirpath) / name
+                    yield f, f.relative_to(root).as_posix()
+        else:
+            yield root, root.name
+
+
+def load_documents(
+    paths: Iterable[str | os.PathLike[str]],
+) -> tuple[list[Document], list[SkippedFile]]:
+    """Read every supported file under ``paths``; return documents and skipped files."""
+    docs: list[Document] = []
+    skipped: list[SkippedFile] = []
+    for f, doc_id in iter_files(paths):
+        if not f.exists() and not f.is_symlink():
+            skipped.append(SkippedFile(str(f), "no such file or folder"))
+            continue
+        try:
+            docs.append(read_document(f, doc_id))
+        except UnreadableFile as exc:
+            skipped.append(SkippedFile(str(f), str(exc)))
+    return docs, skipped

