@@ -64,6 +64,8 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     confidence: float = 0.0
     """Calibrated probability-like score that the documents answer the question."""
+    features: dict[str, float] = field(default_factory=dict)
+    """The signals the confidence was computed from (see ``eval/calibrate.py``)."""
 
     def to_json(self) -> dict[str, Any]:
         """Exactly the object ``qa ask --json`` prints."""

@@ -340,7 +340,8 @@ class Retriever:
                 text = chunk.text[s - chunk.start : e - chunk.start]
                 sentences.append(ScoredSentence(rank, chunk.doc_id, s, e, text, sim))
         citations = compose(sentences)
-        confidence = self._confidence(scored, sentences)
+        features = answer_features(scored, sentences) if scored else {}
+        confidence = self._confidence(features)
         abstained = not citations or confidence < self._calibration["threshold"]
         passages = []
         for rank, (row, score) in enumerate(top, start=1):
@@ -350,16 +351,15 @@ class Retriever:
                 Passage(rank, c.doc_id, c.title, c.start, c.end, c.text, score, c.chunk_id, hl)
             )
         if abstained:
-            return Answer(question, NOT_FOUND, True, passages, [], confidence)
-        return Answer(question, answer_text(citations), False, passages, citations, confidence)
+            return Answer(question, NOT_FOUND, True, passages, [], confidence, features)
+        return Answer(
+            question, answer_text(citations), False, passages, citations, confidence, features
+        )
 
-    def _confidence(
-        self, scored: list[tuple[int, float]], sentences: list[ScoredSentence]
-    ) -> float:
+    def _confidence(self, feats: dict[str, float]) -> float:
         """Probability-like confidence from a logistic model calibrated in eval/calibrate.py."""
-        if not scored:
+        if not feats:
             return 0.0
-        feats = answer_features(scored, sentences)
         cal = self._calibration
         z = cal["bias"] + sum(w * feats[name] for name, w in cal["weights"].items())
         return 1.0 / (1.0 + math.exp(-z))

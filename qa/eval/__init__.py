@@ -1,0 +1,269 @@
+"""Evaluation: run a question set against an index, score it, save and compare reports.
+
+A question set is JSONL (or CSV with the same columns), one question a line::
+
+    {"id": "q1", "question": "...", "doc": "file.txt" | null, "answers": ["..."], "lang": "en"}
+
+``doc`` is the document that answers the question (null: the documents cannot answer it);
+``answers`` are strings any of which, found in a retrieved passage, counts as the answer
+retrieved; ``lang`` (optional) breaks the metrics down by question language.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import QAError
+from ..retriever import Retriever
+
+__all__ = ["Question", "QuestionSetError", "compare", "load_questions", "run", "summarize"]
+
+
+class QuestionSetError(QAError):
+    """A question set that cannot be read; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    doc: str | None
+    answers: tuple[str, ...] = ()
+    lang: str = ""
+
+
+def _question(row: dict[str, Any], where: str) -> Question:
+    for key in ("id", "question"):
+        if not isinstance(row.get(key), (str, int)) or str(row.get(key)).strip() == "":
+            raise QuestionSetError(f"{where}: '{key}' is missing or empty")
+    doc = row.get("doc")
+    if doc is not None and not isinstance(doc, str):
+        raise QuestionSetError(f"{where}: 'doc' must be a document id or null")
+    answers = row.get("answers", [])
+    if isinstance(answers, str):
+        answers = [answers] if answers else []
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise QuestionSetError(f"{where}: 'answers' must be a list of strings")
+    return Question(str(row["id"]), str(row["question"]), doc or None, tuple(answers),
+                    str(row.get("lang") or ""))
+
+
+def load_questions(path: str | Path) -> list[Question]:
+    """Read a JSONL or CSV question set; malformed lines are reported by line number."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QuestionSetError(f"cannot read question set {p}: {exc}") from exc
+    questions: list[Question] = []
+    errors: list[str] = []
+    if p.suffix.lower() == ".csv":
+        for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+            raw = (row.get("answers") or "").strip()
+            try:
+                answers = json.loads(raw) if raw.startswith("[") else [
+                    a.strip() for a in raw.split("|") if a.strip()]
+                questions.append(_question({**row, "answers": answers}, f"{p}:{n}"))
+            except (QuestionSetError, ValueError) as exc:
+                errors.append(str(exc) if isinstance(exc, QuestionSetError) else f"{p}:{n}: {exc}")
+    else:
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise QuestionSetError(f"{p}:{n}: expected a JSON object")
+                questions.append(_question(row, f"{p}:{n}"))
+            except json.JSONDecodeError as exc:
+                errors.append(f"{p}:{n}: not valid JSON ({exc.msg})")
+            except QuestionSetError as exc:
+                errors.append(str(exc))
+    if errors:
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise QuestionSetError("; ".join(errors[:3]) + more)
+    if not questions:
+        raise QuestionSetError(f"question set {p} holds no questions")
+    seen: set[str] = set()
+    for q in questions:
+        if q.id in seen:
+            raise QuestionSetError(f"{p}: question id {q.id!r} appears twice")
+        seen.add(q.id)
+    return questions
+
+
+def judge(q: Question, result: dict[str, Any], k: int) -> dict[str, Any]:
+    """Per-question verdicts for one ``ask`` result (the ``qa ask --json`` object)."""
+    passages = result["passages"][:k]
+    docs: list[str] = []
+    for p in passages:
+        if p["doc_id"] not in docs:
+            docs.append(p["doc_id"])
+    verdict: dict[str, Any] = {"abstained": result["abstained"], "answerable": q.doc is not None}
+    if q.doc is None:
+        verdict["correct"] = result["abstained"]
+        return verdict
+    rank = docs.index(q.doc) + 1 if q.doc in docs else None
+    answer_rank = next(
+        (p["rank"] for p in passages if any(a in p["text"] for a in q.answers)), None
+    )
+    verdict.update(
+        doc_rank=rank,
+        hit_at_1=rank == 1,
+        hit_at_k=rank is not None,
+        reciprocal_rank=1.0 / rank if rank else 0.0,
+        ndcg_at_k=1.0 / math.log2(rank + 1) if rank else 0.0,
+        answer_rank=answer_rank,
+        answer_hit_at_k=answer_rank is not None if q.answers else None,
+        correct=(rank is not None) and not result["abstained"],
+    )
+    return verdict
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    i = min(len(s) - 1, max(0, math.ceil(pct / 100 * len(s)) - 1))
+    return s[i]
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Aggregate metrics over result rows (each holding ``verdict`` and ``latency_ms``)."""
+    answerable = [r["verdict"] for r in rows if r["verdict"]["answerable"]]
+    unanswerable = [r["verdict"] for r in rows if not r["verdict"]["answerable"]]
+    with_answers = [v for v in answerable if v["answer_hit_at_k"] is not None]
+    latencies = [r["latency_ms"] for r in rows]
+    hit_curve = {
+        str(j): _mean([float(v["doc_rank"] is not None and v["doc_rank"] <= j) for v in answerable])
+        for j in range(1, k + 1)
+    }
+    return {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "k": k,
+        "hit@1": _mean([float(v["hit_at_1"]) for v in answerable]),
+        "hit@k": _mean([float(v["hit_at_k"]) for v in answerable]),
+        "mrr": _mean([v["reciprocal_rank"] for v in answerable]),
+        "ndcg@k": _mean([v["ndcg_at_k"] for v in answerable]),
+        "answer_hit@k": _mean([float(v["answer_hit_at_k"]) for v in with_answers]),
+        "abstained_unanswerable": _mean([float(v["abstained"]) for v in unanswerable]),
+        "wrongly_abstained": _mean([float(v["abstained"]) for v in answerable]),
+        "latency_ms_p50": round(_percentile(latencies, 50), 2),
+        "latency_ms_p95": round(_percentile(latencies, 95), 2),
+        "hit_curve": hit_curve,
+    }
+
+
+@dataclass
+class EvalRun:
+    """Results of one run: one row per question, and the summary (overall and by language)."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run(
+    retriever: Retriever,
+    questions: list[Question],
+    *,
+    k: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalRun:
+    """Ask every question, judge the answers, and summarise (also per question language)."""
+    retriever.ask("warm-up")  # load the model outside the timed questions
+    rows: list[dict[str, Any]] = []
+    for n, q in enumerate(questions, start=1):
+        t0 = time.perf_counter()
+        answer = retriever.ask(q.question, k)
+        latency = (time.perf_counter() - t0) * 1000
+        result = answer.to_json()
+        rows.append({
+            **result,
+            "id": q.id,
+            "lang": q.lang,
+            "expected_doc": q.doc,
+            "expected_answers": list(q.answers),
+            "confidence": round(answer.confidence, 4),
+            "latency_ms": round(latency, 2),
+            "verdict": judge(q, result, k),
+        })
+        if progress:
+            progress(n, len(questions))
+    summary = summarize(rows, k)
+    langs = sorted({r["lang"] for r in rows if r["lang"]})
+    if len(langs) > 1:
+        summary["by_lang"] = {
+            lang: summarize([r for r in rows if r["lang"] == lang], k) for lang in langs
+        }
+    info = retriever.info()
+    return EvalRun(rows, summary, info)
+
+
+def save(result: EvalRun, out: str | Path, *, questions_path: str = "") -> Path:
+    """Write results.jsonl, summary.json and report.html into ``out``."""
+    from .report import render_html
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for row in result.rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    meta = {"questions_file": questions_path, "index": result.info}
+    (out / "summary.json").write_text(
+        json.dumps({**result.summary, "run": meta}, ensure_ascii=False, indent=1), "utf-8"
+    )
+    (out / "report.html").write_text(render_html(result, title=questions_path), "utf-8")
+    return out
+
+
+METRICS = ("hit@1", "hit@k", "mrr", "ndcg@k", "answer_hit@k", "abstained_unanswerable",
+           "wrongly_abstained", "latency_ms_p50", "latency_ms_p95")
+LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95"}
+
+
+def compare(a: str | Path, b: str | Path) -> dict[str, Any]:
+    """What changed from run ``a`` to run ``b`` (two ``--out`` folders)."""
+    runs = []
+    for d in (Path(a), Path(b)):
+        try:
+            summary = json.loads((d / "summary.json").read_text("utf-8"))
+            rows = [json.loads(x) for x in (d / "results.jsonl").read_text("utf-8").splitlines()
+                    if x.strip()]
+        except (OSError, ValueError) as exc:
+            raise QuestionSetError(f"{d} is not an eval output folder ({exc})") from exc
+        runs.append((summary, {r["id"]: r for r in rows}))
+    (sa, ra), (sb, rb) = runs
+    metrics = {m: {"a": sa.get(m), "b": sb.get(m)} for m in METRICS}
+    better, worse = [], []
+    for qid in sorted(set(ra) & set(rb)):
+        va, vb = ra[qid]["verdict"], rb[qid]["verdict"]
+        if va.get("correct") != vb.get("correct") or va.get("doc_rank") != vb.get("doc_rank"):
+            entry = {"id": qid, "question": rb[qid]["question"],
+                     "a": {"doc_rank": va.get("doc_rank"), "abstained": va["abstained"]},
+                     "b": {"doc_rank": vb.get("doc_rank"), "abstained": vb["abstained"]}}
+            if _verdict_score(vb) > _verdict_score(va):
+                better.append(entry)
+            elif _verdict_score(vb) < _verdict_score(va):
+                worse.append(entry)
+    return {"metrics": metrics, "better": better, "worse": worse,
+            "only_in_a": sorted(set(ra) - set(rb)), "only_in_b": sorted(set(rb) - set(ra))}
+
+
+def _verdict_score(v: dict[str, Any]) -> float:
+    if not v["answerable"]:
+        return 1.0 if v["abstained"] else 0.0
+    return (0.0 if v["abstained"] else 0.5) + (v["reciprocal_rank"] or 0.0)

@@ -1,0 +1,197 @@
+"""The index on disk: incremental updates, embedder identity, damage detection, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import EmbedderMismatch, IndexBusy, IndexDamaged, IndexNotFound, Retriever
+from qa.index import IndexDir
+
+from .conftest import TrigramEmbedder
+
+
+def build(corpus: Path, index: Path, emb: TrigramEmbedder) -> Retriever:
+    return Retriever.build([corpus], index, embedder=emb)
+
+
+def test_build_writes_plain_versioned_files(corpus: Path, tmp_path: Path, fake_embedder) -> None:
+    r = build(corpus, tmp_path / "idx", fake_embedder)
+    version = (tmp_path / "idx" / "CURRENT").read_text().strip()
+    files = sorted(p.name for p in (tmp_path / "idx" / version).iterdir())
+    assert files == ["chunk_vectors.npy", "chunks.jsonl", "manifest.json",
+                     "sentence_chunks.npy", "sentence_vectors.npy"]
+    manifest = json.loads((tmp_path / "idx" / version / "manifest.json").read_text())
+    assert manifest["embedder"] == "test-trigram" and manifest["dim"] == 64
+    assert manifest["chunking"]["chunk_size"] == 800
+    assert set(manifest["documents"]) == {"cats.txt", "rivers.md", "sub/volcano.html"}
+    assert all(len(m["sha256"]) == 64 for m in manifest["documents"].values())
+    assert r.info()["documents"] == 3
+
+
+def test_reindex_is_incremental(corpus: Path, tmp_path: Path) -> None:
+    idx = tmp_path / "idx"
+    first = TrigramEmbedder()
+    build(corpus, idx, first)
+    assert any("Danube" in t for t in first.embedded)
+
+    # Nothing changed: nothing embedded, no new version written.
+    again = TrigramEmbedder()
+    r = build(corpus, idx, again)
+    assert again.embedded == []
+    assert r.last_report.unchanged == ["cats.txt", "rivers.md", "sub/volcano.html"]
+    v_before = (idx / "CURRENT").read_text()
+
+    # Change one, delete one, add one: only the changed and new text is embedded.
+    (corpus / "cats.txt").write_text("Cats hunt mice at night. Kittens play with yarn.")
+    (corpus / "rivers.md").unlink()
+    (corpus / "sub" / "moon.txt").write_text("The Moon orbits the Earth every 27 days.")
+    third = TrigramEmbedder()
+    r = build(corpus, idx, third)
+    rep = r.last_report
+    assert (rep.added, rep.updated, rep.removed, rep.unchanged) == (
+        ["sub/moon.txt"], ["cats.txt"], ["rivers.md"], ["sub/volcano.html"])
+    assert all("Etna" not in t for t in third.embedded)
+    assert any("Kittens" in t for t in third.embedded)
+    assert (idx / "CURRENT").read_text() != v_before
+
+    reloaded = Retriever.load(idx, embedder=TrigramEmbedder())
+    assert {d["doc_id"] for d in reloaded.documents()} == {"cats.txt", "sub/moon.txt",
+                                                           "sub/volcano.html"}
+    texts = " ".join(p.text for p in reloaded.search("cats mice kittens", 10))
+    assert "Kittens" in texts and "purrs" not in texts and "Danube" not in texts
+    # vectors of kept documents survive unchanged
+    top = reloaded.search("Mount Etna active volcano Sicily", 1)[0]
+    assert top.doc_id == "sub/volcano.html"
+
+
+def test_add_and_remove_through_the_api(corpus: Path, tmp_path: Path, fake_embedder) -> None:
+    r = build(corpus, tmp_path / "idx", fake_embedder)
+    extra = tmp_path / "glaciers.txt"
+    extra.write_text("Glaciers in the Alps are shrinking fast.")
+    rep = r.add([extra])
+    assert rep.added == ["glaciers.txt"]
+    assert r.search("glaciers shrinking Alps", 1)[0].doc_id == "glaciers.txt"
+    rep = r.remove(["glaciers.txt", "no-such-doc"])
+    assert rep.removed == ["glaciers.txt"]
+    assert "glaciers.txt" not in {d["doc_id"] for d in r.documents()}
+    # another folder's documents are not removed by re-indexing this one
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("Penguins live in the Antarctic.")
+    r.add([other])
+    Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
+    assert "x.txt" in {d["doc_id"] for d in Retriever.load(tmp_path / "idx").documents()}
+
+
+def test_unreadable_file_keeps_its_indexed_version(corpus: Path, tmp_path: Path) -> None:
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
+    (corpus / "cats.txt").write_bytes(b"\x00\x00binary now\x00")
+    r = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    assert [Path(s.path).name for s in r.last_report.skipped] == ["cats.txt"]
+    assert "cats.txt" in {d["doc_id"] for d in r.documents()}
+    assert r.search("cat purrs content", 1)[0].doc_id == "cats.txt"
+
+
+def test_index_refuses_another_embedder(corpus: Path, tmp_path: Path, fake_embedder) -> None:
+    build(corpus, tmp_path / "idx", fake_embedder)
+    with pytest.raises(EmbedderMismatch, match="built with embedder 'test-trigram', not 'other'"):
+        Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder(name="other"))
+    with pytest.raises(EmbedderMismatch, match="--rebuild"):
+        Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder(name="other"))
+    # ... unless asked to rebuild with it
+    r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder(name="other"),
+                        rebuild=True)
+    assert r.info()["embedder"] == "other"
+
+
+def _live(idx: Path) -> Path:
+    return idx / (idx / "CURRENT").read_text().strip()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "delete", "manifest", "current"])
+def test_damaged_index_is_detected_with_a_clear_message(
+    corpus: Path, tmp_path: Path, fake_embedder, damage: str
+) -> None:
+    idx = tmp_path / "idx"
+    build(corpus, idx, fake_embedder)
+    live = _live(idx)
+    if damage == "truncate":
+        data = (live / "sentence_vectors.npy").read_bytes()
+        (live / "sentence_vectors.npy").write_bytes(data[: len(data) // 2])
+    elif damage == "edit":
+        text = (live / "chunks.jsonl").read_text()
+        (live / "chunks.jsonl").write_text(text.replace("Danube", "Danubx"))
+    elif damage == "delete":
+        (live / "chunk_vectors.npy").unlink()
+    elif damage == "manifest":
+        (live / "manifest.json").write_text("{not json")
+    else:
+        (idx / "CURRENT").write_text("v999999\n")
+    with pytest.raises(IndexDamaged) as err:
+        Retriever.load(idx, embedder=TrigramEmbedder())
+    msg = str(err.value)
+    assert "\n" not in msg and "--rebuild" in msg and "documents are untouched" in msg
+    assert (corpus / "cats.txt").exists()
+    # the message's advice works
+    r = Retriever.build([corpus], idx, embedder=TrigramEmbedder(), rebuild=True)
+    assert r.info()["documents"] == 3
+
+
+def test_missing_index_says_how_to_build_one(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFound, match="qa index PATH"):
+        Retriever.load(tmp_path / "nothing")
+
+
+def test_failed_write_leaves_the_old_version_live(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idx = tmp_path / "idx"
+    build(corpus, idx, TrigramEmbedder())
+    before = (idx / "CURRENT").read_text()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("qa.index.storage._save_npy", boom)
+    (corpus / "cats.txt").write_text("Changed text about dogs.")
+    with pytest.raises(OSError, match="disk full"):
+        build(corpus, idx, TrigramEmbedder())
+    monkeypatch.undo()
+    assert (idx / "CURRENT").read_text() == before
+    assert not list(idx.glob(".tmp-*"))
+    r = Retriever.load(idx, embedder=TrigramEmbedder())
+    assert r.search("cat purrs", 1)[0].doc_id == "cats.txt"
+
+
+def test_second_writer_is_told_the_index_is_busy(corpus: Path, tmp_path: Path) -> None:
+    idx = tmp_path / "idx"
+    build(corpus, idx, TrigramEmbedder())
+    with IndexDir(idx).lock():
+        pid = os.fork()
+        if pid == 0:  # another process tries to take the writer lock
+            try:
+                with IndexDir(idx).lock(wait=0.2):
+                    os._exit(0)
+            except IndexBusy:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 3
+
+
+def test_snapshot_arrays_stay_consistent_after_updates(corpus: Path, tmp_path: Path) -> None:
+    r = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    (corpus / "cats.txt").write_text("One. Two. Three. Four.")
+    r = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    snap = IndexDir(tmp_path / "idx").read()
+    assert np.all(np.diff(snap.sentence_chunks) >= 0)
+    for row, chunk in enumerate(snap.chunks):
+        lo, hi = snap.sentence_offsets[row], snap.sentence_offsets[row + 1]
+        assert hi - lo == len(chunk.sentences)
+        emb = TrigramEmbedder()
+        expected = emb.embed_passages(chunk.sentence_texts())
+        assert np.allclose(snap.sentence_vectors[lo:hi], expected, atol=1e-6)
