@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 def build(source: Path, out: Path) -> int:
     de = json.loads((source / "xquad.dev.de.json").read_text(encoding="utf-8"))
     en = json.loads((source / "xquad.dev.en.json").read_text(encoding="utf-8"))
-    english = {q["id"]: q["question"] for a in en["data"] for p in a["paragraphs"] for q in p["qas"]}
+    english = {
+        q["id"]: q["question"] for a in en["data"] for p in a["paragraphs"] for q in p["qas"]
+    }
     corpus = out / "corpus"
     shutil.rmtree(corpus, ignore_errors=True)
     rows = []

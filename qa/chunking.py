@@ -64,7 +64,8 @@ _ABBREVIATIONS = {
     "z", "b", "bzw", "ca", "dr", "prof", "nr", "vgl", "usw", "etc", "inkl", "ggf", "u", "a",
     "d", "h", "i", "e", "mr", "mrs", "ms", "st", "jr", "sr", "vs", "no", "abs", "art", "bd",
     "evtl", "mio", "mrd", "rd", "sog", "tel", "jh", "jhd", "gen", "hl", "mag", "dipl", "ing",
-    "okt", "nov", "dez", "jan", "feb", "aug", "sept", "sep", "u.a", "z.b", "d.h", "u.s", "e.g", "i.e",
+    "okt", "nov", "dez", "jan", "feb", "aug", "sept", "sep", "u.a", "z.b", "d.h", "u.s", "e.g",
+    "i.e",
 }
 _BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”“»«’)\]]*\s+|\n+")
 _NEXT_STARTS_SENTENCE = re.compile(r"[\"'„“«»(\[]?[A-ZÄÖÜÀ-ÞΑ-ΩА-Я0-9¿¡–—-]")

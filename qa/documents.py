@@ -152,7 +152,8 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise UnreadableFile(f"too large ({size // 2**20} MiB; limit {MAX_FILE_BYTES // 2**20})")
+            limit = MAX_FILE_BYTES // 2**20
+            raise UnreadableFile(f"too large ({size // 2**20} MiB; limit {limit} MiB)")
         if suffix == ".pdf":
             text, title = _pdf_text(p), None
         else:

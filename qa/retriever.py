@@ -9,7 +9,6 @@ from 0.86 (passages alone) to 0.93 (see BENCHMARKS.md and eval/).
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import unicodedata
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import abstain
 from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, compose
 from .chunking import Chunker
 from .documents import iter_files, load_documents
@@ -35,11 +35,20 @@ DEFAULT_K = 5
 # Candidates fetched from each vector store before exact re-scoring.
 _SENTENCE_CANDIDATES = 64
 _PASSAGE_CANDIDATES = 32
+# Depth the answer/abstain decision looks at: best sentences of the top 5 passages, names and
+# numbers of the top 20.
+_ANSWER_PASSAGES = 5
+_FEATURE_PASSAGES = 20
 
 
-def _load_calibration() -> dict[str, Any]:
+# An embedder without a fitted model never abstains: its score scale is unknown.
+_UNCALIBRATED = {"bias": 0.0, "weights": {}, "threshold": 0.0}
+
+
+def calibration_for(embedder: str) -> dict[str, Any]:
+    """The fitted answer-or-abstain model for ``embedder`` (see eval/calibrate.py)."""
     text = resources.files("qa").joinpath("calibration.json").read_text(encoding="utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text).get(embedder, _UNCALIBRATED)  # type: ignore[no-any-return]
 
 
 def clean_question(question: str) -> str:
@@ -96,7 +105,7 @@ class Retriever:
         self._snapshot: Snapshot | None = None
         self._write_lock = threading.Lock()
         self._load_lock = threading.Lock()
-        self._calibration = _load_calibration()
+        self._calibration: dict[str, Any] | None = None  # per embedder, on first question
 
     # -- construction ---------------------------------------------------------------------
 
@@ -331,17 +340,27 @@ class Retriever:
         """Answer ``question`` from the documents, citing passages; abstain when unsupported."""
         question = clean_question(question)
         k = check_k(k)
-        snap, scored, sentence_sims = self._score(question, k)
-        top = scored[:k]
+        snap, scored, sentence_sims = self._score(question, max(k, _FEATURE_PASSAGES))
         sentences: list[ScoredSentence] = []
-        for rank, (row, _) in enumerate(top, start=1):
+        for rank, (row, _) in enumerate(scored[: max(k, _ANSWER_PASSAGES)], start=1):
             chunk = snap.chunks[row]
             for (s, e), sim in zip(chunk.sentences, sentence_sims[row].tolist()):
                 text = chunk.text[s - chunk.start : e - chunk.start]
                 sentences.append(ScoredSentence(rank, chunk.doc_id, s, e, text, sim))
-        citations = compose(sentences)
-        features = answer_features(scored, sentences) if scored else {}
-        confidence = self._confidence(features)
+        # The decision to answer must not depend on k: it always looks at the same depth.
+        features = {}
+        if scored:
+            features = abstain.features(
+                question,
+                scored[0][1],
+                [(x.score, x.text) for x in sentences if x.rank <= _ANSWER_PASSAGES],
+                [snap.chunks[row].text for row, _ in scored[:_FEATURE_PASSAGES]],
+            )
+        if self._calibration is None:
+            self._calibration = calibration_for(snap.embedder)
+        confidence = abstain.confidence(features, self._calibration)
+        top = scored[:k]
+        citations = compose([x for x in sentences if x.rank <= k])
         abstained = not citations or confidence < self._calibration["threshold"]
         passages = []
         for rank, (row, score) in enumerate(top, start=1):
@@ -356,28 +375,6 @@ class Retriever:
             question, answer_text(citations), False, passages, citations, confidence, features
         )
 
-    def _confidence(self, feats: dict[str, float]) -> float:
-        """Probability-like confidence from a logistic model calibrated in eval/calibrate.py."""
-        if not feats:
-            return 0.0
-        cal = self._calibration
-        z = cal["bias"] + sum(w * feats[name] for name, w in cal["weights"].items())
-        return 1.0 / (1.0 + math.exp(-z))
-
-
-def answer_features(
-    scored: list[tuple[int, float]], sentences: list[ScoredSentence]
-) -> dict[str, float]:
-    """Signals that the top passages answer the question (inputs to the calibrated model)."""
-    best = scored[0][1]
-    sims = sorted((s.score for s in sentences), reverse=True)
-    top_sentence = sims[0] if sims else best
-    return {
-        "top_score": best,
-        "top_sentence": top_sentence,
-        "sentence_gap": top_sentence - (sims[min(4, len(sims) - 1)] if sims else best),
-        "passage_gap": best - scored[min(4, len(scored) - 1)][1],
-    }
 
 
 def _empty_message(paths: Sequence[Any], skipped: list[Any]) -> str:

@@ -28,13 +28,16 @@ class TrigramEmbedder:
         v = np.zeros(self.dim, dtype=np.float32)
         t = f"  {text.lower()}  "
         for i in range(len(t) - 2):
-            h = int.from_bytes(hashlib.blake2b(t[i : i + 3].encode(), digest_size=4).digest(), "little")
+            digest = hashlib.blake2b(t[i : i + 3].encode(), digest_size=4).digest()
+            h = int.from_bytes(digest, "little")
             v[h % self.dim] += 1.0
         n = np.linalg.norm(v)
         return v / n if n else v
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._vec(t) for t in texts])
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         self.embedded.extend(texts)

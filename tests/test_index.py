@@ -184,9 +184,9 @@ def test_second_writer_is_told_the_index_is_busy(corpus: Path, tmp_path: Path) -
 
 
 def test_snapshot_arrays_stay_consistent_after_updates(corpus: Path, tmp_path: Path) -> None:
-    r = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
     (corpus / "cats.txt").write_text("One. Two. Three. Four.")
-    r = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
     snap = IndexDir(tmp_path / "idx").read()
     assert np.all(np.diff(snap.sentence_chunks) >= 0)
     for row, chunk in enumerate(snap.chunks):

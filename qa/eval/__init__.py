@@ -12,6 +12,7 @@ retrieved; ``lang`` (optional) breaks the metrics down by question language.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -64,24 +65,38 @@ def load_questions(path: str | Path) -> list[Question]:
         raise QuestionSetError(f"cannot read question set {p}: {exc}") from exc
     questions: list[Question] = []
     errors: list[str] = []
+    seen: dict[str, int] = {}
+
+    def add(row: dict[str, Any], n: int) -> None:
+        q = _question(row, f"{p}:{n}")
+        if q.id in seen:
+            raise QuestionSetError(f"{p}:{n}: question id {q.id!r} repeats line {seen[q.id]}")
+        seen[q.id] = n
+        questions.append(q)
+
     if p.suffix.lower() == ".csv":
-        for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for row in reader:
+            n = reader.line_num  # the file line where this record ends
             raw = (row.get("answers") or "").strip()
             try:
                 answers = json.loads(raw) if raw.startswith("[") else [
                     a.strip() for a in raw.split("|") if a.strip()]
-                questions.append(_question({**row, "answers": answers}, f"{p}:{n}"))
-            except (QuestionSetError, ValueError) as exc:
-                errors.append(str(exc) if isinstance(exc, QuestionSetError) else f"{p}:{n}: {exc}")
+                add({**row, "answers": answers}, n)
+            except QuestionSetError as exc:
+                errors.append(str(exc))
+            except ValueError as exc:
+                errors.append(f"{p}:{n}: 'answers' is not a JSON list ({exc})")
     else:
-        for n, line in enumerate(text.splitlines(), start=1):
+        # Only "\n" ends a line: JSON strings may hold U+2028 and other separators raw.
+        for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
                 if not isinstance(row, dict):
                     raise QuestionSetError(f"{p}:{n}: expected a JSON object")
-                questions.append(_question(row, f"{p}:{n}"))
+                add(row, n)
             except json.JSONDecodeError as exc:
                 errors.append(f"{p}:{n}: not valid JSON ({exc.msg})")
             except QuestionSetError as exc:
@@ -91,11 +106,6 @@ def load_questions(path: str | Path) -> list[Question]:
         raise QuestionSetError("; ".join(errors[:3]) + more)
     if not questions:
         raise QuestionSetError(f"question set {p} holds no questions")
-    seen: set[str] = set()
-    for q in questions:
-        if q.id in seen:
-            raise QuestionSetError(f"{p}: question id {q.id!r} appears twice")
-        seen.add(q.id)
     return questions
 
 
@@ -241,8 +251,8 @@ def compare(a: str | Path, b: str | Path) -> dict[str, Any]:
     for d in (Path(a), Path(b)):
         try:
             summary = json.loads((d / "summary.json").read_text("utf-8"))
-            rows = [json.loads(x) for x in (d / "results.jsonl").read_text("utf-8").splitlines()
-                    if x.strip()]
+            text = (d / "results.jsonl").read_text("utf-8")
+            rows = [json.loads(x) for x in text.split("\n") if x.strip()]
         except (OSError, ValueError) as exc:
             raise QuestionSetError(f"{d} is not an eval output folder ({exc})") from exc
         runs.append((summary, {r["id"]: r for r in rows}))
