@@ -5,7 +5,6 @@ publishes the OpenAPI description at ``/openapi.json`` and interactive docs at `
 Limits (question length, ``k``, upload size and type) answer with 4xx and a one-line ``detail``.
 """
 
-from __future__ import annotations
 
 import os
 import re

@@ -1,0 +1,190 @@
+"""``qa serve``: the web chat and the HTTP API on one port, run by uvicorn.
+
+The FastAPI app of :mod:`qa.api` serves ``/api/...``; the Gradio chat is mounted on it at ``/``.
+Binding to anything but a loopback address needs ``QA_AUTH=user:password``: the chat then asks
+for that login and the ``/api`` routes for the same credentials (HTTP Basic), unless the API has its
+own token (``QA_API_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import ipaddress
+import os
+import secrets
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..errors import QAError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+MAX_UPLOAD = "20mb"
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``QA_AUTH`` as ``(user, password)``; None when unset; QAError when malformed."""
+    if value is None or value == "":
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise QAError("QA_AUTH must look like user:password (both parts non-empty)")
+    return user, password
+
+
+def check_host(host: str, auth: tuple[str, str] | None) -> None:
+    """Refuse to expose the index beyond this machine without a login."""
+    if not is_loopback(host) and auth is None:
+        raise QAError(
+            f"refusing to serve on {host or 'all interfaces'} without a login: set "
+            "QA_AUTH=user:password, or keep the default --host 127.0.0.1"
+        )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise QAError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port"
+            ) from exc
+
+
+class BasicAuthGuard:
+    """ASGI wrapper: paths under ``/api`` need HTTP Basic credentials (``/api/health`` is open)."""
+
+    def __init__(self, app: Any, user: str, password: str) -> None:
+        self.app = app
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._expected = f"Basic {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        guarded = (path == "/api" or path.startswith("/api/")) and path != "/api/health"
+        if scope.get("type") == "http" and guarded:
+            sent = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not secrets.compare_digest(sent, self._expected):
+                body = b'{"detail":"login required (HTTP Basic, the QA_AUTH credentials)"}'
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Basic realm="qa"'),
+                    (b"content-length", str(len(body)).encode()),
+                ]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def api_available() -> bool:
+    return importlib.util.find_spec("qa.api") is not None
+
+
+def _base_app(retriever: Any) -> Any:
+    if api_available():
+        from .. import api
+
+        return api.create_app(retriever)
+    from fastapi import FastAPI
+
+    return FastAPI(title="qa")
+
+
+def create_server_app(
+    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False
+) -> Any:
+    """The ASGI app ``qa serve`` runs: the API, with the chat mounted at ``/`` unless
+    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic."""
+    if api_only:
+        if not api_available():
+            raise QAError("the HTTP API (qa.api) is not part of this installation")
+        app: Any = _base_app(retriever)
+    else:
+        import gradio as gr
+
+        from .app import build_app, mount_kwargs
+
+        app = gr.mount_gradio_app(
+            _base_app(retriever),
+            build_app(retriever),
+            path="/",
+            auth=auth,
+            auth_message="Sign in to ask questions of this document collection.",
+            max_file_size=MAX_UPLOAD,
+            footer_links=["api"],
+            run_history=False,
+            **mount_kwargs(),
+        )
+    if auth is not None and not os.environ.get("QA_API_TOKEN"):
+        app = BasicAuthGuard(app, *auth)
+    return app
+
+
+def _open_retriever(index: str | None) -> Any:
+    from ..retriever import Retriever, default_index_dir, open_default
+
+    if index:
+        return Retriever.load(index)
+    from ..index.storage import IndexDir
+
+    if IndexDir(default_index_dir()).exists():
+        return open_default()
+    print("qa: building the sample-corpus index (first start, about a minute)...",
+          file=sys.stderr, flush=True)
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if pct // 10 != shown[0]:
+            shown[0] = pct // 10
+            print(f"qa:   embedded {done}/{total} texts ({pct}%)", file=sys.stderr, flush=True)
+
+    r = open_default(progress=progress)
+    print(f"qa: index ready in {default_index_dir()}", file=sys.stderr, flush=True)
+    return r
+
+
+def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          api_only: bool = False) -> None:
+    """Serve until interrupted. Errors a user can fix raise QAError with a one-line message."""
+    auth = parse_auth(os.environ.get("QA_AUTH"))
+    check_host(host, auth)
+    if api_only and not api_available():
+        raise QAError("the HTTP API (qa.api) is not part of this installation")
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise QAError("serving needs uvicorn: pip install 'qa-cite[web,api]'") from exc
+    if not api_only and importlib.util.find_spec("gradio") is None:
+        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
+    _check_port_free(host, port)
+    retriever = _open_retriever(index)
+    # Load the embedding model now, in the background, so the first question is quick.
+    threading.Thread(target=lambda: retriever.embedder, daemon=True).start()
+    app = create_server_app(retriever, auth=auth, api_only=api_only)
+    shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    what = "HTTP API" if api_only else "web chat"
+    print(f"qa: serving the {what} on http://{shown_host}:{port}/ "
+          f"(API docs at /docs; Ctrl+C to stop)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host.strip("[]"), port=port, log_level="warning")

@@ -1,0 +1,29 @@
+"""The sample-article question set against the real model: fails if quality slides below the
+recorded baseline (eval/baseline.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa import Retriever
+from qa import eval as ev
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.model
+
+
+def test_sample_set_scores_do_not_fall_below_the_baseline(sample_index: Path) -> None:
+    baseline = json.loads((REPO / "eval" / "baseline.json").read_text("utf-8"))
+    questions = ev.load_questions(REPO / "eval" / "sample.jsonl")
+    summary = ev.run(Retriever.load(sample_index), questions, k=5).summary
+    eps = 1e-3
+    for metric in ("hit@1", "hit@k", "mrr", "answer_hit@k", "abstained_unanswerable"):
+        assert summary[metric] >= baseline[metric] - eps, (metric, summary[metric])
+    assert summary["wrongly_abstained"] <= baseline["wrongly_abstained"] + eps
+    # the issue's targets, which the baseline must keep meeting
+    assert summary["answer_hit@k"] >= 0.95
+    assert summary["wrongly_abstained"] <= 0.05

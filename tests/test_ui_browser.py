@@ -1,0 +1,231 @@
+"""The web chat in a real browser: headless Chromium from Debian driven by Playwright.
+
+Skipped when /usr/bin/chromium is missing, unless QA_REQUIRE_BROWSER=1. Screenshots of each step
+go to artifacts/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest_ui import SCREENSHOTS, UIServer, doc_count, ui_server  # noqa: F401
+
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.browser,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword"),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+EVIL = "<script>window.__pwned=1</script><b>bold</b>"
+TIMEOUT = 90_000  # ms; the first answer may wait for the model to load
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("QA_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and QA_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, ui_server: UIServer):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(ui_server.url)
+    pg.wait_for_selector("#qa-question textarea")
+    pg.wait_for_selector("#qa-chat .qa-conv")
+    pg.qa_errors = errors  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+
+
+def shot(pg, name: str, *, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def ask(pg, question: str, turn: int) -> None:
+    pg.fill("#qa-question textarea", question)
+    pg.press("#qa-question textarea", "Enter")
+    pg.wait_for_selector(f"#turn-{turn} .qa-a:not(.qa-a-pending)")
+    pg.wait_for_timeout(400)  # let the smooth scroll settle before screenshots
+
+
+def upload(pg, *files: Path) -> str:
+    status = pg.locator("#qa-upload-status .qa-status")
+    before = status.inner_text()
+    pg.set_input_files("#qa-upload input[type=file]", [str(f) for f in files])
+    pg.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel);"
+        " return e && !e.classList.contains('qa-status-idle') && e.innerText !== old; }",
+        arg=["#qa-upload-status .qa-status", before],
+    )
+    return status.inner_text()
+
+
+def test_ask_see_cited_answer_and_highlighted_source(page) -> None:
+    shot(page, "01-start")
+    assert "documents" in page.inner_text("#qa-header")
+    ask(page, "What did Ukraine offer in Istanbul?", 1)
+    answer = page.locator("#turn-1 .qa-a")
+    assert "[1]" in answer.inner_text()
+    assert answer.locator("a.qa-cite").count() >= 1
+    src1 = page.locator("#qa-sources #src-1-1")
+    assert "istanbul-peace-talks.de.txt" in src1.inner_text()
+    mark = src1.locator("mark").first
+    assert "Ukraine" in mark.inner_text()
+    assert re.search(r"characters [\d,]+–[\d,]+", src1.inner_text())
+    # ranks in order, each naming its document
+    ranks = page.locator("#qa-sources #sources-1 .qa-src .qa-num").all_inner_texts()
+    assert ranks == [f"[{i}]" for i in range(1, len(ranks) + 1)]
+    shot(page, "02-answer-with-sources")
+    assert page.qa_errors == []
+
+
+def test_marker_brings_its_passage_into_view(page) -> None:
+    ask(page, "What did Ukraine offer in Istanbul?", 1)
+    page.click("#qa-examples button:has-text('Why did Russia say it was withdrawing')")
+    page.wait_for_selector("#turn-2 .qa-a:not(.qa-a-pending)")
+    page.wait_for_timeout(400)
+    shot(page, "03-follow-up")
+    # both turns stay on screen; the first answer's sources are folded under "Earlier"
+    assert page.locator("#qa-chat .qa-turn").count() == 2
+    target = page.locator("#src-1-1")
+    assert not target.is_visible()  # inside the closed <details> of the earlier question
+    page.locator("#turn-1 a.qa-cite").first.click()
+    page.wait_for_timeout(900)
+    assert target.is_visible()
+    from playwright.sync_api import expect
+
+    expect(target).to_be_in_viewport(ratio=0.3)
+    # and it is within the visible part of the scrolling sources panel
+    inside = page.evaluate(
+        """() => { const el = document.getElementById('src-1-1');
+                   const box = document.getElementById('qa-sources-scroll');
+                   const a = el.getBoundingClientRect(), b = box.getBoundingClientRect();
+                   return a.top >= b.top - 1 && a.top < b.bottom - 40; }""")
+    assert inside
+    assert page.evaluate("() => location.hash") == ""  # handled in place, no navigation
+    shot(page, "04-marker-clicked")
+    # the latest answer's marker works too
+    page.locator("#turn-2 a.qa-cite").first.click()
+    page.wait_for_timeout(900)
+    marker = page.locator("#turn-2 a.qa-cite").first.inner_text().strip("[]")
+    expect(page.locator(f"#src-2-{marker}")).to_be_in_viewport(ratio=0.3)
+    # clearing starts over
+    page.click("#qa-clear")
+    page.wait_for_selector("#qa-chat .qa-welcome")
+    assert page.locator("#qa-chat .qa-turn").count() == 0
+
+
+def test_abstention_is_distinct(page, ui_server: UIServer) -> None:  # noqa: F811
+    question = "How do I bake sourdough bread?"
+    if not ui_server.retriever.ask(question).abstained:
+        pytest.skip("the calibrated model answers this question; nothing to show")
+    ask(page, question, 1)
+    answer = page.locator("#turn-1 .qa-a")
+    assert "Not found in the documents." in answer.inner_text()
+    assert answer.locator("a.qa-cite").count() == 0
+    panel = page.inner_text("#qa-sources")
+    assert "Possibly related" in panel and "possibly related" in panel
+    assert page.locator("#qa-sources .qa-src.is-related").count() >= 1
+    assert page.locator("#qa-sources .qa-src.is-cited").count() == 0
+    shot(page, "05-abstained")
+
+
+def test_upload_then_ask_about_it(page, ui_server: UIServer, tmp_path: Path) -> None:  # noqa: F811
+    doc = tmp_path / "sylt-faehre.txt"
+    doc.write_text(
+        "Die Autofähre von Havneby nach List auf Sylt braucht etwa vierzig Minuten. "
+        "Im Winter fährt sie nur alle zwei Stunden.", encoding="utf-8")
+    before = doc_count(ui_server)
+    message = upload(page, doc)
+    assert "Added 1 document: sylt-faehre.txt." in message
+    assert f"{before + 1} documents" in message
+    assert "sylt-faehre.txt" in page.inner_text("#qa-index-panel")
+    assert str(before + 1) in page.inner_text("#qa-index-pill")
+    page.locator("#qa-upload-status").scroll_into_view_if_needed()
+    shot(page, "06-uploaded")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    ask(page, "How long does the car ferry to Sylt take?", 1)
+    src1 = page.locator("#src-1-1")
+    assert "sylt-faehre.txt" in src1.inner_text()
+    assert "vierzig Minuten" in src1.locator("mark").first.inner_text()
+    shot(page, "07-answer-from-upload")
+
+
+def test_unreadable_upload_is_named_and_nothing_lost(
+    page, ui_server: UIServer, tmp_path: Path  # noqa: F811
+) -> None:
+    bad = tmp_path / "scan.txt"
+    bad.write_bytes(b"\x00\x01\x02\x03" * 64)
+    before = doc_count(ui_server)
+    message = upload(page, bad)
+    assert "Could not add scan.txt: looks like a binary file" in message
+    assert "Nothing already in the index was changed." in message
+    assert doc_count(ui_server) == before
+    page.locator("#qa-upload-status").scroll_into_view_if_needed()
+    shot(page, "08-unreadable-upload")
+
+
+def test_document_markup_is_shown_as_text_never_run(
+    page, ui_server: UIServer, tmp_path: Path  # noqa: F811
+) -> None:
+    txt = tmp_path / "wetter-notiz.txt"
+    txt.write_text(f"Die Wetterstation Zugspitze meldet {EVIL} minus zwölf Grad.",
+                   encoding="utf-8")
+    md = tmp_path / "keller-notiz.md"
+    md.write_text(f"# Kellernotiz <img src=x onerror=\"window.__pwned=2\">\n\n"
+                  f"Der Schlüssel zum Weinkeller liegt {EVIL} unter dem blauen Blumentopf.",
+                  encoding="utf-8")
+    message = upload(page, txt, md)
+    assert "Added 2 documents" in message
+    page.evaluate("() => window.scrollTo(0, 0)")
+    ask(page, "Wie kalt ist es auf der Zugspitze?", 1)
+    ask(page, "Where is the key to the wine cellar?", 2)
+    for turn, doc_id in ((1, "wetter-notiz.txt"), (2, "keller-notiz.md")):
+        src = page.locator(f"#src-{turn}-1")
+        if not src.is_visible():
+            page.locator(f"#turn-{turn} a.qa-cite").first.click()
+            page.wait_for_timeout(600)
+        assert doc_id in src.inner_text()
+        assert EVIL in src.inner_text()  # shown literally
+        assert EVIL in page.locator(f"#turn-{turn} .qa-a").inner_text()
+    assert "<img src=x onerror" in page.inner_text("#qa-sources")
+    for root in ("#qa-chat", "#qa-sources", "#qa-index-panel", "#qa-header"):
+        assert page.locator(f"{root} script").count() == 0
+        assert page.locator(f"{root} b:text-is('bold')").count() == 0
+        assert page.locator(f"{root} img").count() == 0
+    assert page.evaluate("() => typeof window.__pwned") == "undefined"
+    shot(page, "09-markup-as-text")
+    assert page.qa_errors == []
+
+
+def test_narrow_screen_stacks_sources_below(page) -> None:
+    page.set_viewport_size({"width": 420, "height": 900})
+    ask(page, "Wer sollte die Gespräche über eine Deeskalation vermitteln?", 1)
+    chat = page.locator("#qa-chat").bounding_box()
+    sources = page.locator("#qa-sources").bounding_box()
+    assert chat and sources and sources["y"] > chat["y"] + chat["height"] - 1
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 420  # no sideways scroll
+    shot(page, "10-narrow", full_page=True)
