@@ -114,6 +114,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .index import IndexDir
+    from .retriever import default_index_dir
+
+    index = IndexDir(args.index or default_index_dir())
+    version, manifest = index.verify(full=True)
+    print(f"{index.path}: {version} is intact ({len(manifest['files'])} files checked, "
+          f"{manifest['counts']['documents']} documents, {manifest['counts']['chunks']} passages)")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui.server import serve
 
@@ -154,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results.jsonl, summary.json, report.html")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --out folders")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("verify", help="check every index file against its checksum")
+    p.add_argument("--index", help=index_help)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("serve", help="start the web chat (and its HTTP API)")
     p.add_argument("--index", help=index_help)

@@ -104,7 +104,8 @@ class Retriever:
         self._passage_vectors = passage_vectors
         self._snapshot: Snapshot | None = None
         self._write_lock = threading.Lock()
-        self._load_lock = threading.Lock()
+        # Re-entrant: loading the embedder may first load the snapshot to learn its name.
+        self._load_lock = threading.RLock()
         self._calibration: dict[str, Any] | None = None  # per embedder, on first question
 
     # -- construction ---------------------------------------------------------------------
@@ -315,10 +316,14 @@ class Retriever:
                 f"embedder gives {q.shape[1]}-dimensional vectors, index holds "
                 f"{snap.manifest['dim']}"
             )
-        _, sent_ids = snap.store("sentences").search(q, _SENTENCE_CANDIDATES + k)
-        _, chunk_ids = snap.store("chunks").search(q, _PASSAGE_CANDIDATES + k)
+        sentence_store = snap.store("sentences")
+        # Without a sentence store (large indexes) more passages are re-scored instead.
+        depth = _PASSAGE_CANDIDATES * (1 if sentence_store is not None else 3) + k
+        _, chunk_ids = snap.store("chunks").search(q, depth)  # type: ignore[union-attr]
         rows = set(chunk_ids[0][chunk_ids[0] >= 0].tolist())
-        rows.update(snap.sentence_chunks[sent_ids[0][sent_ids[0] >= 0]].tolist())
+        if sentence_store is not None:
+            _, sent_ids = sentence_store.search(q, _SENTENCE_CANDIDATES + k)
+            rows.update(snap.sentence_chunks[sent_ids[0][sent_ids[0] >= 0]].tolist())
         offsets = snap.sentence_offsets
         qv = q[0]
         scored: list[tuple[int, float]] = []

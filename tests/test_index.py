@@ -23,7 +23,7 @@ def test_build_writes_plain_versioned_files(corpus: Path, tmp_path: Path, fake_e
     r = build(corpus, tmp_path / "idx", fake_embedder)
     version = (tmp_path / "idx" / "CURRENT").read_text().strip()
     files = sorted(p.name for p in (tmp_path / "idx" / version).iterdir())
-    assert files == ["chunk_vectors.npy", "chunks.jsonl", "manifest.json",
+    assert files == ["chunk_offsets.npy", "chunk_vectors.npy", "chunks.jsonl", "manifest.json",
                      "sentence_chunks.npy", "sentence_vectors.npy"]
     manifest = json.loads((tmp_path / "idx" / version / "manifest.json").read_text())
     assert manifest["embedder"] == "test-trigram" and manifest["dim"] == 64
@@ -195,3 +195,49 @@ def test_snapshot_arrays_stay_consistent_after_updates(corpus: Path, tmp_path: P
         emb = TrigramEmbedder()
         expected = emb.embed_passages(chunk.sentence_texts())
         assert np.allclose(snap.sentence_vectors[lo:hi], expected, atol=1e-6)
+
+
+def test_large_files_are_sample_checked_on_load_and_fully_by_verify(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qa.index.storage.FULL_CHECK_BYTES", 1000)
+    idx = tmp_path / "idx"
+    build(corpus, idx, TrigramEmbedder())
+    f = _live(idx) / "sentence_vectors.npy"
+    data = bytearray(f.read_bytes())
+    assert len(data) > 1000
+    manifest = json.loads((_live(idx) / "manifest.json").read_text())
+    assert "sampled_sha256" in manifest["files"]["sentence_vectors.npy"]
+    data[-1] ^= 0xFF  # the last block is always sampled
+    f.write_bytes(bytes(data))
+    with pytest.raises(IndexDamaged, match="sentence_vectors.npy does not match its checksum"):
+        Retriever.load(idx, embedder=TrigramEmbedder())
+    with pytest.raises(IndexDamaged):
+        IndexDir(idx).verify()
+
+
+def test_approximate_store_above_the_exact_limit(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qa.index.storage.EXACT_LIMIT", 2)
+    idx = tmp_path / "idx"
+    build(corpus, idx, TrigramEmbedder())
+    manifest = json.loads((_live(idx) / "manifest.json").read_text())
+    assert manifest["stores"] == {"chunks": "ivf", "sentences": "none"}
+    assert (_live(idx) / "chunks.faiss").is_file()
+    r = Retriever.load(idx, embedder=TrigramEmbedder())
+    assert r.snapshot().store("sentences") is None
+    assert r.search("Mount Etna active volcano Sicily", 1)[0].doc_id == "sub/volcano.html"
+
+
+def test_passages_are_read_on_demand_with_exact_text(corpus: Path, tmp_path: Path) -> None:
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
+    snap = IndexDir(tmp_path / "idx").read()
+    chunks = list(snap.chunks)
+    assert len(chunks) == len(snap.chunks) >= 3
+    assert snap.chunks[-1] == chunks[-1] and snap.chunks[0:2] == chunks[:2]
+    for c in chunks:
+        assert (corpus / c.doc_id).read_text()[c.start : c.end] == c.text or c.doc_id.endswith(
+            ".html")
+    with pytest.raises(IndexError):
+        snap.chunks[len(chunks)]

@@ -8,10 +8,11 @@ Layout::
       v000007/
         manifest.json          format, embedder, dimension, chunking, documents, file checksums
         chunks.jsonl           one Chunk per line, in row order
+        chunk_offsets.npy      int64 byte offset of each line of chunks.jsonl (and the end)
         chunk_vectors.npy      float32 (chunks x dim)
         sentence_vectors.npy   float32 (sentences x dim), sentences in chunk order
         sentence_chunks.npy    int32 row of each sentence's chunk
-        *.faiss                only for approximate (HNSW) stores, whose build is costly
+        chunks.faiss           only above EXACT_LIMIT passages: the approximate (IVF) store
 
 A writer builds a new version folder beside the live one and then replaces ``CURRENT``; a crash at
 any point leaves the old version live and complete. Readers resolve ``CURRENT`` once and read one
@@ -24,23 +25,66 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import mmap
 import os
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from ..chunking import Chunk
 from ..errors import IndexBusy, IndexDamaged, IndexNotFound
-from .store import FaissStore, VectorStore
+from .store import EXACT_LIMIT, FaissStore, VectorStore
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _VECTOR_FILES = ("chunk_vectors.npy", "sentence_vectors.npy", "sentence_chunks.npy")
+# What loading opens, so what the manifest must hold checksums for.
+_CHECKED_FILES = ("chunks.jsonl", "chunk_offsets.npy", *_VECTOR_FILES)
+_MANIFEST_KEYS = {"embedder": str, "dim": int, "chunking": dict, "documents": dict,
+                  "files": dict, "stores": dict}
+_VERSION_NAME = re.compile(r"v[0-9]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# Files up to this size are checksummed whole on every load; larger ones (vectors of big indexes)
+# by size and 32 sampled blocks, so a cold start stays fast; `IndexDir.verify()` checks all.
+FULL_CHECK_BYTES = 64 * 2**20
+_SAMPLE_BLOCKS = 32
+_SAMPLE_BLOCK = 64 * 1024
+
+
+class ChunkTable(Sequence[Chunk]):
+    """Passages read on demand from ``chunks.jsonl`` through their byte offsets, so a million
+    passages cost memory only for those a query touches."""
+
+    def __init__(self, path: Path, offsets: np.ndarray) -> None:
+        self._offsets = offsets
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._data: mmap.mmap | bytes = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b"")
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> Chunk: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Chunk]: ...
+
+    def __getitem__(self, i: int | slice) -> Chunk | list[Chunk]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        line = self._data[int(self._offsets[i]) : int(self._offsets[i + 1])]
+        return Chunk.from_json(json.loads(line))
 
 
 @dataclass
@@ -48,7 +92,7 @@ class Snapshot:
     """One immutable version of an index, loaded in memory and ready to search."""
 
     manifest: dict[str, Any]
-    chunks: list[Chunk]
+    chunks: Sequence[Chunk]
     chunk_vectors: np.ndarray
     sentence_vectors: np.ndarray
     sentence_chunks: np.ndarray
@@ -73,9 +117,13 @@ class Snapshot:
             self._stores["offsets"] = offsets  # type: ignore[assignment]
         return self._stores["offsets"]  # type: ignore[return-value]
 
-    def store(self, name: str) -> VectorStore:
-        """The vector store over ``chunks`` or ``sentences`` (rows are the ids)."""
+    def store(self, name: str) -> VectorStore | None:
+        """The vector store over ``chunks`` or ``sentences`` (rows are the ids). Above
+        EXACT_LIMIT passages there is no sentence store: candidates come from the approximate
+        passage store and are re-scored with their sentences' vectors."""
         if name not in self._stores:
+            if name == "sentences" and len(self.chunks) > EXACT_LIMIT:
+                return None
             vectors = self.chunk_vectors if name == "chunks" else self.sentence_vectors
             self._stores[name] = FaissStore.build(vectors, np.arange(len(vectors)))
         return self._stores[name]
@@ -92,6 +140,24 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _sampled_sha256(path: Path) -> str:
+    """SHA-256 over the size and 32 evenly spaced 64 KiB blocks (first and last included)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for i in range(_SAMPLE_BLOCKS):
+            f.seek(max(0, (size - _SAMPLE_BLOCK) * i // (_SAMPLE_BLOCKS - 1)))
+            h.update(f.read(_SAMPLE_BLOCK))
+    return h.hexdigest()
+
+
+def _checksums(path: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    if entry["size"] > FULL_CHECK_BYTES:
+        entry["sampled_sha256"] = _sampled_sha256(path)
+    return entry
 
 
 def _fsync_dir(path: Path) -> None:
@@ -135,8 +201,11 @@ class IndexDir:
             raise IndexNotFound(
                 f"no index in {self.path}: build one with `qa index PATH --index {self.path}`"
             ) from None
-        if not name.startswith("v") or not (self.path / name).is_dir():
-            raise IndexDamaged(self._damaged("CURRENT", f"names a missing version {name!r}"))
+        except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, not text
+            raise IndexDamaged(self._damaged("CURRENT", "cannot be read")) from exc
+        # Only a version folder of this index: never "../elsewhere" or "v000001/../..".
+        if not _VERSION_NAME.fullmatch(name) or not (self.path / name).is_dir():
+            raise IndexDamaged(self._damaged("CURRENT", f"names a missing version {name[:80]!r}"))
         return name
 
     def _damaged(self, file: str, what: str) -> str:
@@ -159,24 +228,51 @@ class IndexDir:
                 f"format {FORMAT_VERSION}; rebuild it with `qa index PATH... --index {self.path} "
                 "--rebuild`"
             )
+        for key, kind in _MANIFEST_KEYS.items():
+            if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+                raise IndexDamaged(self._damaged("manifest.json", f"has no valid {key!r}"))
         return version, manifest
 
-    def read(self) -> Snapshot:
-        """Load the live version, verifying every file against the manifest's checksums."""
+    def verify(self, *, full: bool = True) -> tuple[str, dict[str, Any]]:
+        """Check every file of the live version against the manifest; IndexDamaged if not.
+        ``full=False`` checks large files by size and sampled blocks only (what loading does)."""
         version, manifest = self.read_manifest()
         vdir = self.path / version
-        for name, expected in manifest.get("files", {}).items():
+        # Every file that loading opens must have a checksum: an edited manifest that drops
+        # entries (or the whole list) must not switch verification off.
+        required = set(_CHECKED_FILES)
+        for store, kind in manifest.get("stores", {}).items():
+            if kind not in ("flat", "none"):
+                required.add(f"{store}.faiss")
+        files = manifest["files"]
+        if not required <= set(files) or not all(
+            isinstance(e, dict) and isinstance(e.get("size"), int)
+            and isinstance(e.get("sha256"), str) and _PLAIN_NAME.fullmatch(n)
+            for n, e in files.items()
+        ):
+            raise IndexDamaged(self._damaged("manifest.json", "has an incomplete checksum list"))
+        for name, expected in files.items():
             f = vdir / name
             if not f.is_file():
                 raise IndexDamaged(self._damaged(name, "is missing"))
             if f.stat().st_size != expected["size"]:
                 raise IndexDamaged(self._damaged(name, "has the wrong size (truncated?)"))
-            if _sha256(f) != expected["sha256"]:
+            sampled = not full and "sampled_sha256" in expected
+            actual = _sampled_sha256(f) if sampled else _sha256(f)
+            if actual != expected["sampled_sha256" if sampled else "sha256"]:
                 raise IndexDamaged(self._damaged(name, "does not match its checksum (edited?)"))
+        return version, manifest
+
+    def read(self) -> Snapshot:
+        """Load the live version, verifying its files against the manifest's checksums.
+        Vectors are memory-mapped and passages read on demand."""
+        version, manifest = self.verify(full=False)
+        vdir = self.path / version
         try:
-            with open(vdir / "chunks.jsonl", encoding="utf-8") as fh:
-                chunks = [Chunk.from_json(json.loads(line)) for line in fh if line.strip()]
-            arrays = {n: np.load(vdir / n, allow_pickle=False) for n in _VECTOR_FILES}
+            offsets = np.load(vdir / "chunk_offsets.npy", allow_pickle=False)
+            chunks = ChunkTable(vdir / "chunks.jsonl", offsets)
+            arrays = {n: np.load(vdir / n, allow_pickle=False, mmap_mode="r")
+                      for n in _VECTOR_FILES}
         except (OSError, ValueError, KeyError) as exc:
             raise IndexDamaged(self._damaged(version, f"cannot be read ({exc})")) from exc
         snap = Snapshot(
@@ -196,8 +292,11 @@ class IndexDir:
             raise IndexDamaged(self._damaged(version, "has arrays of inconsistent shapes"))
         for name in ("chunks", "sentences"):
             kind = manifest.get("stores", {}).get(name, "flat")
-            if kind != "flat":
-                snap._stores[name] = FaissStore.load(vdir / f"{name}.faiss", kind)
+            if kind not in ("flat", "none"):
+                try:
+                    snap._stores[name] = FaissStore.load(vdir / f"{name}.faiss", kind)
+                except RuntimeError as exc:
+                    raise IndexDamaged(self._damaged(f"{name}.faiss", "cannot be read")) from exc
         return snap
 
     def write(self, snap: Snapshot, *, store_kind: str | None = None) -> str:
@@ -209,21 +308,25 @@ class IndexDir:
         tmp = self.path / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            lines = "".join(
-                json.dumps(c.to_json(), ensure_ascii=False) + "\n" for c in snap.chunks
-            )
-            _write_file(tmp / "chunks.jsonl", lines.encode("utf-8"))
+            lines = [
+                (json.dumps(c.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+                for c in snap.chunks
+            ]
+            offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+            np.cumsum([len(x) for x in lines], out=offsets[1:])
+            _write_file(tmp / "chunks.jsonl", b"".join(lines))
+            del lines
+            _save_npy(tmp / "chunk_offsets.npy", offsets)
             _save_npy(tmp / "chunk_vectors.npy", snap.chunk_vectors.astype(np.float32))
             _save_npy(tmp / "sentence_vectors.npy", snap.sentence_vectors.astype(np.float32))
             _save_npy(tmp / "sentence_chunks.npy", snap.sentence_chunks.astype(np.int32))
-            stores = {}
-            for name, vectors in (("chunks", snap.chunk_vectors),
-                                  ("sentences", snap.sentence_vectors)):
-                store = FaissStore.build(vectors, np.arange(len(vectors)), kind=store_kind)
-                stores[name] = store.kind
-                if store.kind != "flat":
-                    store.save(tmp / f"{name}.faiss")
-                    snap._stores[name] = store
+            kind = store_kind or ("flat" if len(snap.chunks) <= EXACT_LIMIT else "ivf")
+            stores = {"chunks": kind, "sentences": "flat" if kind == "flat" else "none"}
+            if kind != "flat":  # approximate stores are costly to build: build once, save
+                store = FaissStore.build(snap.chunk_vectors, np.arange(len(snap.chunks)),
+                                         kind=kind)
+                store.save(tmp / "chunks.faiss")
+                snap._stores["chunks"] = store
             manifest = dict(snap.manifest)
             manifest["format_version"] = FORMAT_VERSION
             manifest["stores"] = stores
@@ -233,10 +336,7 @@ class IndexDir:
                 "sentences": len(snap.sentence_vectors),
             }
             manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            manifest["files"] = {
-                f.name: {"size": f.stat().st_size, "sha256": _sha256(f)}
-                for f in sorted(tmp.iterdir())
-            }
+            manifest["files"] = {f.name: _checksums(f) for f in sorted(tmp.iterdir())}
             _write_file(
                 tmp / "manifest.json",
                 json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"),
@@ -261,7 +361,8 @@ class IndexDir:
 
     def _prune(self, keep: set[str]) -> None:
         """Remove old versions, keeping the newest previous one for readers still loading it."""
-        versions = sorted(p for p in self.path.glob("v[0-9]*") if p.is_dir())
+        versions = sorted(p for p in self.path.glob("v[0-9]*")
+                          if _VERSION_NAME.fullmatch(p.name) and p.is_dir())
         old = [p for p in versions if p.name not in keep]
         for p in old[:-1]:
             shutil.rmtree(p, ignore_errors=True)
@@ -284,9 +385,16 @@ class IndexDir:
                             "try again when it has finished"
                         ) from None
                     time.sleep(0.1)
-            # Folders left by a writer that was killed are garbage now that we hold the lock.
+            # Folders left by a writer that was killed are garbage now that we hold the lock:
+            # unfinished ones, and versions newer than the live one (killed before CURRENT was
+            # replaced), which would otherwise be kept by _prune instead of the previous live one.
             for stale in self.path.glob(".tmp-*"):
                 shutil.rmtree(stale, ignore_errors=True)
+            with contextlib.suppress(IndexNotFound, IndexDamaged, OSError):
+                live = int(self.current_version()[1:])
+                for p in self.path.glob("v[0-9]*"):
+                    if _VERSION_NAME.fullmatch(p.name) and int(p.name[1:]) > live:
+                        shutil.rmtree(p, ignore_errors=True)
             yield
         finally:
             os.close(fd)

@@ -1,0 +1,33 @@
+"""python -m bench [--quick] [--only embedding|scale] — prints tables, writes bench/results.json
+and BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import embedding, scale
+from .common import RESULTS, machine
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--only", choices=["embedding", "scale"])
+    args = ap.parse_args()
+    print(machine())
+    if args.only in (None, "embedding"):
+        print("\n== indexing throughput ==")
+        print(embedding.report(embedding.run(quick=args.quick)))
+    if args.only in (None, "scale"):
+        print("\n== answering at scale ==")
+        print(scale.report(scale.run(quick=args.quick)))
+    if not args.quick:
+        from .write_md import write
+
+        write(json.loads(RESULTS.read_text("utf-8")))
+        print("\nwrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()

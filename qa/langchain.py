@@ -1,0 +1,99 @@
+"""A LangChain retriever over a ``qa`` index (``pip install 'qa-cite[langchain]'``).
+
+>>> from qa.langchain import QARetriever
+>>> retriever = QARetriever.from_index("my-index", k=3)
+>>> docs = retriever.invoke("What did Ukraine offer in Istanbul?")
+>>> docs[0].page_content, docs[0].metadata["doc_id"], docs[0].metadata["start"]
+
+Each result is a ``langchain_core.documents.Document`` whose ``page_content`` is the passage
+text and whose ``metadata`` says where it comes from: ``doc_id``, ``title``, ``start``, ``end``
+(character offsets in the document: ``document_text[start:end] == page_content``), ``score``,
+``rank`` (1 is best) and ``chunk_id``. The retriever is a LangChain ``Runnable``, so it composes
+into chains (``retriever | format_docs``) and supports ``invoke``, ``batch``, ``ainvoke`` and
+``abatch``.
+
+Importing :mod:`qa` does not import this module or LangChain; this module needs
+``langchain-core>=0.3``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+try:
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "qa.langchain needs langchain-core, which is not installed: "
+        "pip install 'qa-cite[langchain]'"
+    ) from exc
+
+from pydantic import ConfigDict, Field
+
+from .answer import Passage
+from .embedders import Embedder
+from .retriever import DEFAULT_K, MAX_K, Retriever
+
+__all__ = ["QARetriever", "passage_to_document"]
+
+
+def passage_to_document(passage: Passage) -> Document:
+    """A LangChain ``Document`` for a retrieved passage: its text, and where it comes from."""
+    return Document(
+        page_content=passage.text,
+        metadata={
+            "doc_id": passage.doc_id,
+            "title": passage.title,
+            "start": passage.start,
+            "end": passage.end,
+            "score": float(passage.score),
+            "rank": passage.rank,
+            "chunk_id": passage.chunk_id,
+        },
+    )
+
+
+class QARetriever(BaseRetriever):
+    """LangChain retriever returning the ``k`` best passages of a ``qa`` index, best first.
+
+    Wraps a :class:`qa.Retriever`, so retrieval crosses languages (an English question finds a
+    German passage) and stays consistent while the index is updated through that retriever's
+    ``add``/``remove``: each query reads one complete index version.
+    """
+
+    # BaseRetriever is a pydantic model; `retriever` is a plain Python object, not a pydantic type.
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: Retriever
+    """The ``qa`` retriever (one loaded index) to search."""
+    k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
+    """How many passages to return (1 to 50)."""
+
+    @classmethod
+    def from_index(
+        cls,
+        index_dir: str | os.PathLike[str],
+        k: int = DEFAULT_K,
+        *,
+        embedder: Embedder | str | None = None,
+        **kwargs: Any,
+    ) -> QARetriever:
+        """Open the index in ``index_dir`` (built by ``qa index`` or ``Retriever.build``).
+
+        ``embedder`` defaults to the one the index was built with (loaded on the first query);
+        other keyword arguments (``tags``, ``metadata``) go to :class:`BaseRetriever`.
+        Raises :class:`qa.IndexNotFound` / :class:`qa.IndexDamaged` when the index is unusable.
+        """
+        return cls(retriever=Retriever.load(index_dir, embedder=embedder), k=k, **kwargs)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        """The ``k`` passages that best answer ``query`` as ``Document``s, best first.
+
+        An empty or over-long query raises :class:`qa.BadRequest`.
+        """
+        return [passage_to_document(p) for p in self.retriever.search(query, self.k)]
