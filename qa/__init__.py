@@ -11,7 +11,13 @@ Importing ``qa`` loads neither gradio nor torch; the embedding model loads on fi
 from .answer import Answer, Citation, Passage
 from .chunking import Chunk, Chunker
 from .documents import Document, load_documents
-from .embedders import E5Embedder, Embedder, SentenceTransformerEmbedder, get_embedder
+from .embedders import (
+    E5Embedder,
+    Embedder,
+    FastE5Embedder,
+    SentenceTransformerEmbedder,
+    get_embedder,
+)
 from .errors import (
     BadRequest,
     EmbedderMismatch,
@@ -37,6 +43,7 @@ __all__ = [
     "EmbedderMismatch",
     "Embedder",
     "EmptyCorpus",
+    "FastE5Embedder",
     "IndexBusy",
     "IndexDamaged",
     "IndexNotFound",

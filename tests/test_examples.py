@@ -56,7 +56,7 @@ def test_python_api_example_builds_its_own_index(tmp_path: Path) -> None:
     proc = run_example("python_api.py", env=_env(tmp_path))
     assert "building an index of" in proc.stderr
     assert NEUTRAL in proc.stdout
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cache" / "qa" / "sample-index").exists()
 
 
 @pytest.mark.model

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -21,8 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..api import safe_upload_name
 from ..documents import SUPPORTED_SUFFIXES
-from ..errors import QAError
+from ..errors import BadRequest, QAError
 
 DEFAULT_K = 5
 MAX_UI_K = 20
@@ -49,17 +49,6 @@ def esc(value: Any) -> str:
 
 
 # -- file names -----------------------------------------------------------------------------------
-
-def safe_filename(name: str) -> str:
-    """A name that cannot leave the upload folder: basename only (either slash), no leading dots
-    or spaces, no control or shell-special characters, at most 150 characters."""
-    base = re.split(r"[\\/]", name or "")[-1]
-    base = re.sub(r"[\x00-\x1f\x7f:*?\"<>|]", "_", base).strip().lstrip(". ").strip()
-    if len(base) > 150:
-        stem, dot, suffix = base.rpartition(".")
-        base = (stem[: 150 - len(suffix) - 1] + dot + suffix) if dot else base[:150]
-    return base or "upload"
-
 
 def upload_dir_for(retriever: Any) -> Path:
     """Where uploads are kept: ``<index_dir>/uploads``."""
@@ -143,12 +132,10 @@ class Core:
             taken: set[str] = set()
             for src in files:
                 shown = Path(src).name
-                name = safe_filename(shown)
-                suffix = Path(name).suffix.lower()
-                if suffix not in SUPPORTED_SUFFIXES:
-                    skipped.append({"file": shown, "reason": (
-                        f"unsupported file type {suffix or '(none)'!r}; supported: "
-                        + ", ".join(SUPPORTED_SUFFIXES))})
+                try:  # the same rules as the HTTP API: type, and a name that stays in the folder
+                    name = safe_upload_name(shown)
+                except BadRequest as exc:
+                    skipped.append({"file": shown, "reason": str(exc).removeprefix(f"{shown}: ")})
                     continue
                 try:
                     size = os.path.getsize(src)
