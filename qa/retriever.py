@@ -46,8 +46,13 @@ _UNCALIBRATED = {"bias": 0.0, "weights": {}, "threshold": 0.0}
 
 
 def calibration_for(embedder: str) -> dict[str, Any]:
-    """The fitted answer-or-abstain model for ``embedder`` (see eval/calibrate.py)."""
-    text = resources.files("qa").joinpath("calibration.json").read_text(encoding="utf-8")
+    """The fitted answer-or-abstain model for ``embedder`` (see eval/calibrate.py), from
+    ``$QA_CALIBRATION`` if set, else the one shipped with the package."""
+    custom = os.environ.get("QA_CALIBRATION")
+    if custom:
+        text = Path(custom).read_text(encoding="utf-8")
+    else:
+        text = resources.files("qa").joinpath("calibration.json").read_text(encoding="utf-8")
     return json.loads(text).get(embedder, _UNCALIBRATED)  # type: ignore[no-any-return]
 
 
