@@ -247,7 +247,8 @@ def run(rounds: int, seed: int = 0, max_delay: float = 0.6, work: Path | None = 
     for i in range(rounds):
         journal.unlink(missing_ok=True)
         child = subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(docs), str(idx), str(journal), str(seed * 100003 + i)],
+            [sys.executable, "-c", WORKER, str(docs), str(idx), str(journal),
+             str(seed * 100003 + i)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         assert child.stdout is not None
@@ -289,7 +290,7 @@ def run(rounds: int, seed: int = 0, max_delay: float = 0.6, work: Path | None = 
             assert after == disk_state(docs, v), f"re-run left {after}, folder has " \
                 f"{disk_state(docs, v)}"
             assert not list(idx.glob(".tmp-*")), "re-run left a .tmp- folder"
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, the run goes on
+        except Exception as exc:
             failures.append(f"round {i}: {type(exc).__name__}: {exc}")
             # start the next round from a sound index
             Retriever.build([docs], idx, embedder=TrigramEmbedder(), rebuild=True)
@@ -318,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
           f"workers: {res['updates_started_by_workers']}")
     for k, n in sorted(res["where"].items(), key=lambda t: -t[1]):
         print(f"  {n:4d}  killed {k}")
-    print(f"checks after each kill: load + checksums, documents whole, state before or after "
-          f"the interrupted update, re-run matches the folder")
+    print("checks after each kill: load + checksums, documents whole, state before or after "
+          "the interrupted update, re-run matches the folder")
     print(f"failures: {len(res['failures'])}")
     for f in res["failures"][:20]:
         print("  " + f)

@@ -6,11 +6,13 @@ Limits (question length, ``k``, upload size and type) answer with 4xx and a one-
 """
 
 
+import inspect
 import os
 import re
 import secrets
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +21,47 @@ from .errors import BadRequest, IndexBusy, QAError
 from .retriever import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS, Retriever
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# Whole request bodies: an upload request (several files) and a question. Without a limit an
+# upload of any size was spooled to disk before the 20 MiB check could refuse it.
+MAX_UPLOAD_REQUEST_BYTES = 5 * MAX_UPLOAD_BYTES
+MAX_QUERY_REQUEST_BYTES = 64 * 1024
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes; leave room for temporary suffixes
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line and encodable (lone surrogates from a client become "?")."""
+    text = " ".join(str(text).split())
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def safe_upload_name(name: str) -> str:
     """A file name that cannot leave the upload folder: basename only, no leading dots,
-    no control or path characters; BadRequest for unsupported types."""
+    no control, format (bidi, zero-width) or path characters, at most 200 bytes with its type
+    kept; BadRequest for unsupported types."""
     base = re.split(r"[\\/]", name or "")[-1]
-    base = re.sub(r"[\x00-\x1f\x7f:*?\"<>|]", "_", base).lstrip(". ").strip()
+    base = "".join(
+        "_" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") else ch for ch in base
+    )
+    base = re.sub(r"[:*?\"<>|]", "_", base).lstrip(". ").strip()
     if not base:
         raise BadRequest("upload has no usable file name")
     if not base.lower().endswith(SUPPORTED_SUFFIXES):
+        suffix = os.path.splitext(base)[1].lower() or "(none)"
         raise BadRequest(
-            f"{base}: unsupported file type; supported: " + ", ".join(SUPPORTED_SUFFIXES)
+            f"{base}: unsupported file type {suffix!r}; supported: "
+            + ", ".join(SUPPORTED_SUFFIXES)
         )
-    return base[:200]
+    stem, dot, suffix = base.rpartition(".")
+    while len(base.encode("utf-8")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+        base = f"{stem}{dot}{suffix}"
+    return base
 
 
 def store_upload(data: bytes, name: str, upload_dir: Path) -> Path:
     """Write an uploaded file into ``upload_dir`` under a safe name (atomically)."""
     if len(data) > MAX_UPLOAD_BYTES:
-        raise BadRequest(f"{name}: too large ({len(data) // 2**20} MiB; limit "
-                         f"{MAX_UPLOAD_BYTES // 2**20} MiB)")
+        raise BadRequest(f"{name}: too large (more than {MAX_UPLOAD_BYTES // 2**20} MiB)")
     upload_dir.mkdir(parents=True, exist_ok=True)
     target = upload_dir / safe_upload_name(name)
     if target.resolve().parent != upload_dir.resolve():
@@ -59,8 +81,9 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
     """A FastAPI app serving the API under ``/api``. With ``token`` (or ``$QA_API_TOKEN``), every
     request must send ``Authorization: Bearer TOKEN``."""
     from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, Field, field_validator
 
     token = token or os.environ.get("QA_API_TOKEN") or None
 
@@ -68,6 +91,13 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         question: str = Field(..., max_length=MAX_QUESTION_CHARS,
                               description="the question, in any language the model reads")
         k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="passages to return")
+
+        @field_validator("k", mode="before")
+        @classmethod
+        def _no_bool(cls, v: Any) -> Any:
+            if isinstance(v, bool):  # JSON true is not a number of passages
+                raise ValueError("Input should be a valid integer, not true or false")
+            return v
 
     def check_token(request: Request) -> None:
         if token is None:
@@ -82,19 +112,36 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         version="1",
     )
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # One line, and never the input echoed back (it may hold lone surrogates that JSON
+        # cannot encode, which made the default handler fail with a 500).
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = [str(x) for x in err.get("loc", ()) if isinstance(x, str) and x != "body"]
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            parts.append(f"{'.'.join(loc) or 'body'}: {msg}")
+        return JSONResponse({"detail": _one_line("; ".join(parts) or "invalid request")},
+                            status_code=422)
+
     @app.exception_handler(BadRequest)
     async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": _one_line(str(exc))}, status_code=400)
 
     @app.exception_handler(IndexBusy)
     async def _busy(_: Request, exc: IndexBusy) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return JSONResponse({"detail": _one_line(str(exc))}, status_code=409)
 
     @app.exception_handler(QAError)
     async def _qa_error(_: Request, exc: QAError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=500)
+        return JSONResponse({"detail": _one_line(str(exc))}, status_code=500)
 
     auth = [Depends(check_token)]
+    # Older FastAPI has no per-route body limit; there the upload size is checked after reading.
+    has_limit = "max_body_size" in inspect.signature(app.post).parameters
+
+    def body_limit(n: int) -> dict[str, Any]:
+        return {"max_body_size": n} if has_limit else {}
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -105,13 +152,15 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         """Index contents: documents, passages, model."""
         return retriever.info()
 
-    @app.post("/api/search", tags=["retrieval"], dependencies=auth)
+    @app.post("/api/search", tags=["retrieval"], dependencies=auth,
+              **body_limit(MAX_QUERY_REQUEST_BYTES))
     def search(q: Query) -> dict[str, Any]:
         """The ``k`` best passages for the question."""
         answer = retriever.ask(q.question, q.k)
         return {"question": answer.question, "passages": [p.to_json() for p in answer.passages]}
 
-    @app.post("/api/ask", tags=["retrieval"], dependencies=auth)
+    @app.post("/api/ask", tags=["retrieval"], dependencies=auth,
+              **body_limit(MAX_QUERY_REQUEST_BYTES))
     def ask(q: Query) -> dict[str, Any]:
         """An answer whose ``[n]`` markers cite passage ``rank`` n; ``abstained`` when the
         documents do not support one."""
@@ -129,7 +178,8 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
     def documents() -> list[dict[str, Any]]:
         return retriever.documents()
 
-    @app.post("/api/documents", tags=["documents"], dependencies=auth)
+    @app.post("/api/documents", tags=["documents"], dependencies=auth,
+              **body_limit(MAX_UPLOAD_REQUEST_BYTES))
     def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008
         """Upload documents (.txt, .md, .html, .pdf; 20 MiB each) into the index."""
         staging = Path(tempfile.mkdtemp(prefix="qa-upload-"))
@@ -141,7 +191,7 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
             final_dir = upload_dir_for(retriever)
             final_dir.mkdir(parents=True, exist_ok=True)
             targets = []
-            for p in saved:
+            for p in dict.fromkeys(saved):  # two files of one name: the last one wins
                 shutil.move(str(p), final_dir / p.name)
                 targets.append(final_dir / p.name)
             report = retriever.add(targets)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -48,6 +49,21 @@ class UnreadableFile(ValueError):
     """Raised by :func:`read_document` with a one-line reason."""
 
 
+# Non-ASCII letters and punctuation of German, English and their Western neighbours as they
+# appear in Windows-1252 text; text in other single-byte encodings read as cp1252 is mostly other
+# characters (Cyrillic cp1251 becomes "Ïðèâåò").
+_WESTERN = set("äöüÄÖÜßéèêëàâáçñíìóòôúùûîïÉÈÀÇ€–—„“”‚‘’…«»‹›°§·\u00a0")
+
+
+def _looks_western(text: str) -> bool:
+    special = [c for c in text if ord(c) > 127]
+    if not special:
+        return True
+    letters = sum(c.isalpha() for c in text)
+    western = sum(c in _WESTERN for c in special)
+    return western >= 0.9 * len(special) and len(special) <= 0.5 * max(letters, 1)
+
+
 def decode_bytes(data: bytes) -> str:
     """Decode UTF-8 (with or without BOM), else the encoding charset-normalizer detects."""
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -56,6 +72,15 @@ def decode_bytes(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    # charset-normalizer guesses short Western texts wildly (UTF-16, Mac Roman, cp1006 for
+    # "Grüße aus München"); take Windows-1252 first when it yields plausible Western text.
+    if b"\x00" not in data:
+        try:
+            western = data.decode("cp1252")
+        except UnicodeDecodeError:
+            western = ""
+        if western and _looks_western(western):
+            return western
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
@@ -123,6 +148,11 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     return text, title
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _pdf_text(path: Path) -> str:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
@@ -131,7 +161,9 @@ def _pdf_text(path: Path) -> str:
         reader = PdfReader(str(path))
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise UnreadableFile(f"damaged PDF ({exc})") from exc
+        raise UnreadableFile(f"damaged PDF ({_one_line(exc)})") from exc
+    except Exception as exc:  # pypdf on a damaged file can raise nearly anything
+        raise UnreadableFile(f"damaged PDF ({type(exc).__name__}: {_one_line(exc)})") from exc
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
@@ -149,15 +181,23 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
             f"unsupported file type {suffix or '(none)'!r}; supported: "
             + ", ".join(SUPPORTED_SUFFIXES)
         )
+    limit = MAX_FILE_BYTES // 2**20
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            limit = MAX_FILE_BYTES // 2**20
-            raise UnreadableFile(f"too large ({size // 2**20} MiB; limit {limit} MiB)")
+        st = p.stat()
+        # A FIFO or device named like a document would block or never end: regular files only.
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFile("not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise UnreadableFile(f"too large ({-(-st.st_size * 10 // 2**20) / 10} MiB; "
+                                 f"limit {limit} MiB)")
         if suffix == ".pdf":
             text, title = _pdf_text(p), None
         else:
-            raw = decode_bytes(p.read_bytes())
+            with open(p, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)  # it may have grown since stat()
+            if len(data) > MAX_FILE_BYTES:
+                raise UnreadableFile(f"too large (more than {limit} MiB)")
+            raw = decode_bytes(data)
             if suffix in (".html", ".htm"):
                 text, title = html_to_text(raw)
             else:

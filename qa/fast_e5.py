@@ -754,12 +754,12 @@ class FastE5:
         A single str gives a (384,) vector."""
         return self.encode(texts, is_query=False)
 
-    def query(self, texts):
+    def query(self, texts, truncate=None):
         """Embed queries ("query: " prefix) -> (n, 384) float32, L2-normalised.
-        A single str gives a (384,) vector."""
-        return self.encode(texts, is_query=True)
+        A single str gives a (384,) vector. ``truncate`` overrides the instance's setting."""
+        return self.encode(texts, is_query=True, truncate=truncate)
 
-    def encode(self, texts, is_query=False):
+    def encode(self, texts, is_query=False, truncate=None):
         import numpy as np
 
         single = isinstance(texts, str)
@@ -784,7 +784,8 @@ class FastE5:
                     raise TypeError(f"texts must be str, got {type(t)!r}")
                 size += len(t)
                 c = tok.content(pfx + t)
-                nw = 1 if self.truncate else max(1, -(-len(c) // W))
+                cut = self.truncate if truncate is None else truncate
+                nw = 1 if cut else max(1, -(-len(c) // W))
                 for w in range(nw):
                     part = c[w * W : (w + 1) * W]
                     wins.append((i, [tok.bos] + part + [tok.eos], max(len(part), 1)))
