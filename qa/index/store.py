@@ -17,7 +17,7 @@ import numpy as np
 # IVF rather than HNSW: on 2 cores HNSW took ~2 minutes per 100k vectors to build, IVF's
 # k-means and assignment take seconds, and it supports removing vectors.
 EXACT_LIMIT = 200_000
-IVF_NPROBE = 64
+IVF_NPROBE = 128
 
 
 def ivf_lists(n: int) -> int:
