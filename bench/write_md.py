@@ -28,7 +28,7 @@ NOTES = """
   "Of peak" divides the achieved rate by the float32 matrix-multiply rate numpy reaches on all
   cores in the same run; int8/4-bit engines can exceed it.
 - **Scale**: above the XQuAD set the passages are synthetic (vectors mixing two real XQuAD vectors
-  of the bundled model plus noise; queries are real XQuAD question embeddings). Up to 200k
+  of the bundled model plus noise; queries are real XQuAD question embeddings). Up to 50k
   passages the index is exact (flat); above, IVF with 4·√n lists and nprobe 128, whose ~100
   candidates the retriever re-scores exactly with passage and sentence vectors.
 - **Memory** is the peak resident set of a fresh process that loads the index and answers 200

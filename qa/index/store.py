@@ -16,7 +16,7 @@ import numpy as np
 # inverted-file index (IVF) keeps latency flat at a recall measured in bench/ (BENCHMARKS.md).
 # IVF rather than HNSW: on 2 cores HNSW took ~2 minutes per 100k vectors to build, IVF's
 # k-means and assignment take seconds, and it supports removing vectors.
-EXACT_LIMIT = 200_000
+EXACT_LIMIT = 50_000
 IVF_NPROBE = 128
 
 
@@ -75,9 +75,13 @@ class FaissStore:
     def load(cls, path: Path, kind: str) -> FaissStore:
         import faiss
 
-        index: Any = faiss.read_index(os.fspath(path))
         if kind == "ivf":
+            # Memory-mapped: a cold start does not read the whole file, and only the lists
+            # that queries probe become resident.
+            index: Any = faiss.read_index(os.fspath(path), faiss.IO_FLAG_MMAP)
             index.nprobe = IVF_NPROBE
+        else:
+            index = faiss.read_index(os.fspath(path))
         return cls(index, kind)
 
     def __len__(self) -> int:
