@@ -331,13 +331,13 @@ class Retriever:
         if sentence_store is not None:
             _, sent_ids = sentence_store.search(q, _SENTENCE_CANDIDATES + k)
             rows.update(snap.sentence_chunks[sent_ids[0][sent_ids[0] >= 0]].tolist())
-        offsets = snap.sentence_offsets
         qv = q[0]
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
-        for row in rows:
-            sims = snap.sentence_vectors[offsets[row] : offsets[row + 1]] @ qv
-            passage_sim = float(snap.chunk_vectors[row] @ qv)
+        rows_in_order = sorted(rows)
+        passage_sims = snap.passage_vectors(rows_in_order) @ qv
+        for row, passage_sim in zip(rows_in_order, passage_sims.tolist()):
+            sims = snap.sentence_vectors_of(row) @ qv
             best = float(sims.max()) if len(sims) else passage_sim
             scored.append((row, PASSAGE_WEIGHT * passage_sim + (1 - PASSAGE_WEIGHT) * best))
             sentence_sims[row] = sims

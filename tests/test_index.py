@@ -241,3 +241,58 @@ def test_passages_are_read_on_demand_with_exact_text(corpus: Path, tmp_path: Pat
             ".html")
     with pytest.raises(IndexError):
         snap.chunks[len(chunks)]
+
+
+def test_answering_reads_the_same_vectors_from_the_files(corpus: Path, tmp_path: Path) -> None:
+    built = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    loaded = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    snap = loaded.snapshot()
+    rows = [2, 0, len(snap.chunks) - 1, 2]
+    assert np.array_equal(snap.passage_vectors(rows), np.asarray(snap.chunk_vectors)[rows])
+    for row in range(len(snap.chunks)):
+        lo, hi = snap.sentence_offsets[row], snap.sentence_offsets[row + 1]
+        assert np.array_equal(snap.sentence_vectors_of(row), snap.sentence_vectors[lo:hi])
+    question = "Which volcano in Sicily is active?"
+    assert [(p.doc_id, p.chunk_id, round(p.score, 5)) for p in loaded.search(question, 5)] == [
+        (p.doc_id, p.chunk_id, round(p.score, 5)) for p in built.search(question, 5)]
+
+
+def test_vector_file_truncated_while_serving_gives_a_clear_error(
+    corpus: Path, tmp_path: Path
+) -> None:
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
+    r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    f = _live(tmp_path / "idx") / "sentence_vectors.npy"
+    os.truncate(f, f.stat().st_size // 2)
+    with pytest.raises(IndexDamaged, match=r"sentence_vectors.npy is shorter .*`qa index`"):
+        for question in ("volcano", "cats", "Sicily", "Mount Etna", "whiskers"):
+            r.search(question, 10)
+
+
+def test_approximate_store_is_compact_and_recovers_exact_order_after_rescoring(
+    tmp_path: Path,
+) -> None:
+    from qa.index.store import FaissStore
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((40, 64)).astype(np.float32)
+    vectors = centres[rng.integers(0, 40, 20_000)] + 0.6 * rng.standard_normal(
+        (20_000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[rng.integers(0, 20_000, 50)] + 0.1 * rng.standard_normal(
+        (50, 64)).astype(np.float32)
+    exact = FaissStore.build(vectors, np.arange(20_000), kind="flat")
+    ivf = FaissStore.build(vectors, np.arange(20_000), kind="ivf")
+    exact.save(tmp_path / "flat.faiss")
+    ivf.save(tmp_path / "ivf.faiss")
+    # 8-bit codes: well under half of the float32 index on disk, and so in memory.
+    assert (tmp_path / "ivf.faiss").stat().st_size < 0.4 * (tmp_path / "flat.faiss").stat().st_size
+    loaded = FaissStore.load(tmp_path / "ivf.faiss", "ivf")
+    hits = 0
+    for q in queries:
+        _, truth = exact.search(q[None], 10)
+        _, cand = loaded.search(q[None], 100)
+        cand = cand[0][cand[0] >= 0]
+        top = cand[np.argsort(-(vectors[cand] @ q))[:10]]
+        hits += len(set(top) & set(truth[0]))
+    assert hits / (10 * len(queries)) >= 0.95

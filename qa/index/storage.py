@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, BinaryIO, overload
 
 import numpy as np
 
@@ -57,25 +56,81 @@ _SAMPLE_BLOCKS = 32
 _SAMPLE_BLOCK = 64 * 1024
 
 
-def _random_access(m: mmap.mmap | None) -> None:
-    """Tell the kernel a mapping is read at random: without this, each vector a query reads
-    pulls in its neighbours too (readahead), and over a few hundred queries most of a large
-    index's vectors end up resident."""
-    if m is not None and hasattr(mmap, "MADV_RANDOM"):
-        m.madvise(mmap.MADV_RANDOM)
+def _pread_exact(f: BinaryIO, size: int, offset: int) -> bytes:
+    data = os.pread(f.fileno(), size, offset)
+    if len(data) != size:
+        raise IndexDamaged(f"index file {f.name} is shorter than its manifest says (truncated?); "
+                           "rebuild it with `qa index`")
+    return data
+
+
+def _open_random(path: Path) -> BinaryIO:
+    """Open a file read at random offsets: no readahead, so a query reads only what it needs."""
+    f = open(path, "rb")  # noqa: SIM115 - lives as long as the snapshot that reads it
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+    return f
+
+
+class NpyRows:
+    """Rows of a 2-D ``.npy`` file, read on demand with ``pread``.
+
+    Answering reads a few hundred vectors out of gigabytes. Through a memory map each such read
+    made a whole large page-cache folio resident in the process, so after a few hundred questions
+    most of a million-passage index counted as the process's memory; ``pread`` copies just the
+    rows asked for, and the page cache stays the kernel's to reclaim.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = _open_random(path)
+        version = np.lib.format.read_magic(self._file)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(self._file)
+        if fortran or len(shape) != 2 or dtype.hasobject:
+            raise ValueError(f"{path.name} is not a C-ordered 2-D numeric array")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.dtype = dtype
+        self._start = self._file.tell()
+        self._row_bytes = self.shape[1] * dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def span(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi``, in one read."""
+        n = max(0, hi - lo)
+        data = _pread_exact(self._file, n * self._row_bytes, self._start + lo * self._row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(n, self.shape[1])
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The given rows, in order."""
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        for i, r in enumerate(rows):
+            out[i] = self.span(int(r), int(r) + 1)[0]
+        return out
+
+
+class ArrayRows:
+    """The same reads as :class:`NpyRows` over an array already in memory."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def span(self, lo: int, hi: int) -> np.ndarray:
+        return np.asarray(self._array[lo:hi])
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        return np.asarray(self._array[np.asarray(rows, dtype=np.int64)])
 
 
 class ChunkTable(Sequence[Chunk]):
     """Passages read on demand from ``chunks.jsonl`` through their byte offsets, so a million
-    passages cost memory only for those a query touches."""
+    passages cost memory only for the offsets."""
 
     def __init__(self, path: Path, offsets: np.ndarray) -> None:
         self._offsets = offsets
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            self._data: mmap.mmap | bytes = (
-                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b"")
-        _random_access(self._data if isinstance(self._data, mmap.mmap) else None)
+        self._file = _open_random(path)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -92,8 +147,8 @@ class ChunkTable(Sequence[Chunk]):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        line = self._data[int(self._offsets[i]) : int(self._offsets[i + 1])]
-        return Chunk.from_json(json.loads(line))
+        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+        return Chunk.from_json(json.loads(_pread_exact(self._file, end - start, start)))
 
 
 @dataclass
@@ -107,6 +162,13 @@ class Snapshot:
     sentence_chunks: np.ndarray
     version: str = ""
     _stores: dict[str, VectorStore] = field(default_factory=dict, repr=False)
+    # How answering reads vectors: from the files for a loaded index, else from the arrays.
+    _chunk_rows: NpyRows | ArrayRows | None = field(default=None, repr=False)
+    _sentence_rows: NpyRows | ArrayRows | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._chunk_rows = self._chunk_rows or ArrayRows(self.chunk_vectors)
+        self._sentence_rows = self._sentence_rows or ArrayRows(self.sentence_vectors)
 
     @property
     def documents(self) -> dict[str, dict[str, Any]]:
@@ -125,6 +187,17 @@ class Snapshot:
             np.cumsum(counts, out=offsets[1:])
             self._stores["offsets"] = offsets  # type: ignore[assignment]
         return self._stores["offsets"]  # type: ignore[return-value]
+
+    def passage_vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The vectors of the given chunk rows, read without mapping the whole file."""
+        assert self._chunk_rows is not None
+        return self._chunk_rows.take(rows)
+
+    def sentence_vectors_of(self, row: int) -> np.ndarray:
+        """The vectors of chunk row ``row``'s sentences, in one read."""
+        assert self._sentence_rows is not None
+        offsets = self.sentence_offsets
+        return self._sentence_rows.span(int(offsets[row]), int(offsets[row + 1]))
 
     def store(self, name: str) -> VectorStore | None:
         """The vector store over ``chunks`` or ``sentences`` (rows are the ids). Above
@@ -280,10 +353,11 @@ class IndexDir:
         try:
             offsets = np.load(vdir / "chunk_offsets.npy", allow_pickle=False)
             chunks = ChunkTable(vdir / "chunks.jsonl", offsets)
+            # Memory-mapped for whole-array work (updates, small flat stores); answering reads
+            # rows through NpyRows instead.
             arrays = {n: np.load(vdir / n, allow_pickle=False, mmap_mode="r")
                       for n in _VECTOR_FILES}
-            for a in arrays.values():
-                _random_access(getattr(a, "_mmap", None))
+            rows = {n: NpyRows(vdir / n) for n in ("chunk_vectors.npy", "sentence_vectors.npy")}
         except (OSError, ValueError, KeyError) as exc:
             raise IndexDamaged(self._damaged(version, f"cannot be read ({exc})")) from exc
         snap = Snapshot(
@@ -293,6 +367,8 @@ class IndexDir:
             arrays["sentence_vectors.npy"],
             arrays["sentence_chunks.npy"],
             version=version,
+            _chunk_rows=rows["chunk_vectors.npy"],
+            _sentence_rows=rows["sentence_vectors.npy"],
         )
         dim = manifest["dim"]
         if (
