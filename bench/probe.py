@@ -1,7 +1,11 @@
-"""Run in a fresh process: load an index, answer questions, report latency and memory.
+"""Run in a fresh process, so that memory figures are the process's own.
 
     python -m bench.probe INDEX_DIR QUESTIONS_JSON
-Prints one JSON object: load seconds, first-answer seconds, warm ask p50/p95, RSS and peak RSS.
+        load an index, answer questions: load seconds, first-answer seconds, warm ask p50/p95,
+        resident memory at the end (in all, heap, mapped files) and its peak
+    python -m bench.probe --build CORPUS_DIR INDEX_DIR
+        index a corpus with the default embedder: seconds, counts and peak resident memory
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -13,12 +17,11 @@ import time
 T0 = time.perf_counter()
 
 
-def main() -> None:
+def answer(index: str, questions_file: str) -> dict[str, object]:
     from qa import Retriever
 
     from .common import peak_rss_mb, percentiles, rss_mb
 
-    index, questions_file = sys.argv[1], sys.argv[2]
     with open(questions_file, encoding="utf-8") as f:
         questions = json.load(f)
     r = Retriever.load(index)
@@ -30,10 +33,25 @@ def main() -> None:
         t = time.perf_counter()
         r.ask(q)
         times.append((time.perf_counter() - t) * 1000)
-    print(json.dumps({"load_s": round(loaded, 3), "first_answer_s": round(first, 3),
-                      "warm_ask_ms": percentiles(times), "rss_mb": round(rss_mb()),
-                      "peak_rss_mb": round(peak_rss_mb())}))
+    return {"load_s": round(loaded, 3), "first_answer_s": round(first, 3),
+            "warm_ask_ms": percentiles(times), "rss_mb": round(rss_mb()),
+            "rss_anon_mb": round(rss_mb("RssAnon")), "rss_file_mb": round(rss_mb("RssFile")),
+            "peak_rss_mb": round(peak_rss_mb())}
+
+
+def build(corpus: str, index: str) -> dict[str, object]:
+    from qa import Retriever
+
+    from .common import peak_rss_mb
+
+    t = time.perf_counter()
+    info = Retriever.build([corpus], index).info()
+    return {"seconds": round(time.perf_counter() - t, 2), "documents": info["documents"],
+            "passages": info["passages"], "sentences": info["sentences"],
+            "peak_rss_mb": round(peak_rss_mb())}
 
 
 if __name__ == "__main__":
-    main()
+    args = sys.argv[1:]
+    out = build(*args[1:]) if args[:1] == ["--build"] else answer(*args)
+    print(json.dumps(out))
