@@ -192,7 +192,7 @@ class Retriever:
             "version": snap.version,
             "embedder": snap.embedder,
             "dim": snap.manifest["dim"],
-            "documents": len(snap.documents),
+            "documents": snap.document_count,
             "passages": len(snap.chunks),
             "sentences": len(snap.sentence_vectors),
             "chunking": snap.manifest["chunking"],

@@ -652,6 +652,8 @@ DAMAGE = {
                                                                     "sha256": "0" * 64}})),
     "dim removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("dim")),
     "documents not a mapping": lambda idx: _edit_manifest(idx, lambda m: m.update(documents=[])),
+    "document list edited": lambda idx: (_live(idx) / "documents.json").write_text("[]"),
+    "document list removed": lambda idx: (_live(idx) / "documents.json").unlink(),
     "manifest is a list": lambda idx: (_live(idx) / "manifest.json").write_text("[1, 2]"),
     "manifest not UTF-8": lambda idx: (_live(idx) / "manifest.json").write_bytes(b"\xff\xfe{"),
     "CURRENT ../x": _set_current("../x\n"),

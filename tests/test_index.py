@@ -23,14 +23,16 @@ def test_build_writes_plain_versioned_files(corpus: Path, tmp_path: Path, fake_e
     r = build(corpus, tmp_path / "idx", fake_embedder)
     version = (tmp_path / "idx" / "CURRENT").read_text().strip()
     files = sorted(p.name for p in (tmp_path / "idx" / version).iterdir())
-    assert files == ["chunk_offsets.npy", "chunk_vectors.npy", "chunks.jsonl", "manifest.json",
-                     "sentence_chunks.npy", "sentence_vectors.npy"]
+    assert files == ["chunk_offsets.npy", "chunk_vectors.npy", "chunks.jsonl", "documents.json",
+                     "manifest.json", "sentence_chunks.npy", "sentence_vectors.npy"]
     manifest = json.loads((tmp_path / "idx" / version / "manifest.json").read_text())
     assert manifest["embedder"] == "test-trigram" and manifest["dim"] == 64
     assert manifest["chunking"]["chunk_size"] == 800
-    assert set(manifest["documents"]) == {"cats.txt", "rivers.md", "sub/volcano.html"}
-    assert all(len(m["sha256"]) == 64 for m in manifest["documents"].values())
-    assert r.info()["documents"] == 3
+    assert set(manifest["files"]) == set(files) - {"manifest.json"}
+    documents = json.loads((tmp_path / "idx" / version / "documents.json").read_text())
+    assert set(documents) == {"cats.txt", "rivers.md", "sub/volcano.html"}
+    assert all(len(m["sha256"]) == 64 for m in documents.values())
+    assert r.info()["documents"] == manifest["counts"]["documents"] == 3
 
 
 def test_reindex_is_incremental(corpus: Path, tmp_path: Path) -> None:
@@ -296,3 +298,30 @@ def test_approximate_store_is_compact_and_recovers_exact_order_after_rescoring(
         top = cand[np.argsort(-(vectors[cand] @ q))[:10]]
         hits += len(set(top) & set(truth[0]))
     assert hits / (10 * len(queries)) >= 0.95
+
+
+def test_documents_are_read_only_when_asked_for(corpus: Path, tmp_path: Path) -> None:
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
+    r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    assert r.search("volcano", 1) and r.info()["documents"] == 3
+    assert "documents" not in r.snapshot().manifest  # answering did not parse the list
+    assert {d["doc_id"] for d in r.documents()} == {"cats.txt", "rivers.md", "sub/volcano.html"}
+
+
+def test_format_2_indexes_with_documents_in_the_manifest_still_load(
+    corpus: Path, tmp_path: Path
+) -> None:
+    built = build(corpus, tmp_path / "idx", TrigramEmbedder())
+    vdir = _live(tmp_path / "idx")
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["documents"] = json.loads((vdir / "documents.json").read_text())
+    manifest["format_version"] = 2
+    del manifest["files"]["documents.json"]
+    (vdir / "documents.json").unlink()
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+    r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    assert r.documents() == built.documents()
+    assert r.search("volcano", 1)[0].doc_id == "sub/volcano.html"
+    (corpus / "cats.txt").write_text("Cats sleep all day.")  # an update writes format 3
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
+    assert (_live(tmp_path / "idx") / "documents.json").is_file()

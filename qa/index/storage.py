@@ -6,7 +6,8 @@ Layout::
       CURRENT                  name of the live version, replaced atomically (os.replace)
       LOCK                     held (flock) by the one process writing
       v000007/
-        manifest.json          format, embedder, dimension, chunking, documents, file checksums
+        manifest.json          format, embedder, dimension, chunking, counts, file checksums
+        documents.json         per document: title, content hash, size, passages, source
         chunks.jsonl           one Chunk per line, in row order
         chunk_offsets.npy      int64 byte offset of each line of chunks.jsonl (and the end)
         chunk_vectors.npy      float32 (chunks x dim)
@@ -41,17 +42,20 @@ from ..chunking import Chunk
 from ..errors import IndexBusy, IndexDamaged, IndexNotFound
 from .store import EXACT_LIMIT, FaissStore, VectorStore
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Format 2 held the documents inside manifest.json; 3 moved them to documents.json, read only
+# when asked for, so answering from an index of 100k documents does not parse them at start.
+_READABLE_FORMATS = (2, 3)
 _VECTOR_FILES = ("chunk_vectors.npy", "sentence_vectors.npy", "sentence_chunks.npy")
 # What loading opens, so what the manifest must hold checksums for.
 _CHECKED_FILES = ("chunks.jsonl", "chunk_offsets.npy", *_VECTOR_FILES)
-_MANIFEST_KEYS = {"embedder": str, "dim": int, "chunking": dict, "documents": dict,
-                  "files": dict, "stores": dict}
+_MANIFEST_KEYS = {"embedder": str, "dim": int, "chunking": dict, "files": dict,
+                  "stores": dict}
 _VERSION_NAME = re.compile(r"v[0-9]+")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # Files up to this size are checksummed whole on every load; larger ones (vectors of big indexes)
 # by size and 32 sampled blocks, so a cold start stays fast; `IndexDir.verify()` checks all.
-FULL_CHECK_BYTES = 64 * 2**20
+FULL_CHECK_BYTES = 16 * 2**20
 _SAMPLE_BLOCKS = 32
 _SAMPLE_BLOCK = 64 * 1024
 
@@ -165,6 +169,9 @@ class Snapshot:
     # How answering reads vectors: from the files for a loaded index, else from the arrays.
     _chunk_rows: NpyRows | ArrayRows | None = field(default=None, repr=False)
     _sentence_rows: NpyRows | ArrayRows | None = field(default=None, repr=False)
+    # The documents, until first asked for (see FORMAT_VERSION); opened at load, so that a
+    # newer version pruning this one's folder cannot take them away.
+    _documents_file: BinaryIO | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._chunk_rows = self._chunk_rows or ArrayRows(self.chunk_vectors)
@@ -172,7 +179,28 @@ class Snapshot:
 
     @property
     def documents(self) -> dict[str, dict[str, Any]]:
+        """doc_id -> title, sha256, chars, chunks, source."""
+        if "documents" not in self.manifest:
+            f = self._documents_file
+            try:
+                docs = (json.loads(_pread_exact(f, os.fstat(f.fileno()).st_size, 0))
+                        if f else None)
+            except (OSError, ValueError) as exc:
+                raise IndexDamaged(f"index file {getattr(f, 'name', 'documents.json')} cannot be "
+                                   f"read ({exc}); rebuild it with `qa index`") from exc
+            if not isinstance(docs, dict):
+                raise IndexDamaged(f"index file {getattr(f, 'name', 'documents.json')} holds no "
+                                   "document list; rebuild it with `qa index`")
+            self.manifest["documents"] = docs
         return self.manifest["documents"]  # type: ignore[no-any-return]
+
+    @property
+    def document_count(self) -> int:
+        """Number of documents, without reading their list when the manifest counts them."""
+        counts = self.manifest.get("counts", {})
+        if "documents" not in self.manifest and isinstance(counts.get("documents"), int):
+            return int(counts["documents"])
+        return len(self.documents)
 
     @property
     def embedder(self) -> str:
@@ -304,13 +332,15 @@ class IndexDir:
             raise IndexDamaged(self._damaged("manifest.json", f"cannot be read ({exc})")) from exc
         if not isinstance(manifest, dict) or "format_version" not in manifest:
             raise IndexDamaged(self._damaged("manifest.json", "is not an index manifest"))
-        if manifest["format_version"] != FORMAT_VERSION:
+        if manifest["format_version"] not in _READABLE_FORMATS:
             raise IndexDamaged(
                 f"index {self.path} has format {manifest['format_version']}, this qa reads "
-                f"format {FORMAT_VERSION}; rebuild it with `qa index PATH... --index {self.path} "
-                "--rebuild`"
+                f"formats {', '.join(map(str, _READABLE_FORMATS))}; rebuild it with "
+                f"`qa index PATH... --index {self.path} --rebuild`"
             )
-        for key, kind in _MANIFEST_KEYS.items():
+        inline = manifest["format_version"] == 2 or "documents" in manifest
+        keys = dict(_MANIFEST_KEYS, **({"documents": dict} if inline else {}))
+        for key, kind in keys.items():
             if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
                 raise IndexDamaged(self._damaged("manifest.json", f"has no valid {key!r}"))
         return version, manifest
@@ -322,7 +352,8 @@ class IndexDir:
         vdir = self.path / version
         # Every file that loading opens must have a checksum: an edited manifest that drops
         # entries (or the whole list) must not switch verification off.
-        required = set(_CHECKED_FILES)
+        required = set(_CHECKED_FILES) | ({"documents.json"} if "documents" not in manifest
+                                          else set())
         for store, kind in manifest.get("stores", {}).items():
             if kind not in ("flat", "none"):
                 required.add(f"{store}.faiss")
@@ -358,6 +389,8 @@ class IndexDir:
             arrays = {n: np.load(vdir / n, allow_pickle=False, mmap_mode="r")
                       for n in _VECTOR_FILES}
             rows = {n: NpyRows(vdir / n) for n in ("chunk_vectors.npy", "sentence_vectors.npy")}
+            documents_file = (open(vdir / "documents.json", "rb")  # noqa: SIM115 - see field
+                              if "documents" not in manifest else None)
         except (OSError, ValueError, KeyError) as exc:
             raise IndexDamaged(self._damaged(version, f"cannot be read ({exc})")) from exc
         snap = Snapshot(
@@ -369,6 +402,7 @@ class IndexDir:
             version=version,
             _chunk_rows=rows["chunk_vectors.npy"],
             _sentence_rows=rows["sentence_vectors.npy"],
+            _documents_file=documents_file,
         )
         dim = manifest["dim"]
         if (
@@ -414,11 +448,14 @@ class IndexDir:
                                          kind=kind)
                 store.save(tmp / "chunks.faiss")
                 snap._stores["chunks"] = store
-            manifest = dict(snap.manifest)
+            documents = snap.documents
+            _write_file(tmp / "documents.json",
+                        json.dumps(documents, ensure_ascii=False, indent=0).encode("utf-8"))
+            manifest = {k: v for k, v in snap.manifest.items() if k != "documents"}
             manifest["format_version"] = FORMAT_VERSION
             manifest["stores"] = stores
             manifest["counts"] = {
-                "documents": len(manifest["documents"]),
+                "documents": len(documents),
                 "chunks": len(snap.chunks),
                 "sentences": len(snap.sentence_vectors),
             }
@@ -437,7 +474,7 @@ class IndexDir:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        snap.manifest = manifest
+        snap.manifest = {**manifest, "documents": documents}
         snap.version = version
         self._prune(keep={version})
         return version
