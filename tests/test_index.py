@@ -325,3 +325,17 @@ def test_format_2_indexes_with_documents_in_the_manifest_still_load(
     (corpus / "cats.txt").write_text("Cats sleep all day.")  # an update writes format 3
     build(corpus, tmp_path / "idx", TrigramEmbedder())
     assert (_live(tmp_path / "idx") / "documents.json").is_file()
+
+
+def test_update_copies_kept_vectors_block_by_block_in_order(corpus: Path, tmp_path: Path) -> None:
+    from qa.index.update import _kept_then_fresh
+
+    build(corpus, tmp_path / "idx", TrigramEmbedder())
+    snap = IndexDir(tmp_path / "idx").read()
+    sentences = np.asarray(snap.sentence_vectors)
+    keep = np.arange(len(sentences)) % 3 != 1
+    fresh = [np.full((2, sentences.shape[1]), 0.5, np.float32)]
+    for block in (1, 2, 5, len(sentences) + 1):
+        out = _kept_then_fresh(snap.vector_blocks("sentences", block), keep, fresh,
+                               sentences.shape[1])
+        assert np.array_equal(out, np.concatenate([sentences[keep], fresh[0]]))

@@ -227,6 +227,15 @@ class Snapshot:
         offsets = self.sentence_offsets
         return self._sentence_rows.span(int(offsets[row]), int(offsets[row + 1]))
 
+    def vector_blocks(self, which: str, block: int = 1 << 16) -> Iterator[np.ndarray]:
+        """The ``"chunks"`` or ``"sentences"`` vectors, in order, ``block`` rows at a time, read
+        without mapping the file (an update of a large index copies them through this)."""
+        rows = self._chunk_rows if which == "chunks" else self._sentence_rows
+        n = len(self.chunk_vectors if which == "chunks" else self.sentence_vectors)
+        assert rows is not None
+        for start in range(0, n, block):
+            yield rows.span(start, min(n, start + block))
+
     def store(self, name: str) -> VectorStore | None:
         """The vector store over ``chunks`` or ``sentences`` (rows are the ids). Above
         EXACT_LIMIT passages there is no sentence store: candidates come from the approximate
@@ -438,9 +447,11 @@ class IndexDir:
             _write_file(tmp / "chunks.jsonl", b"".join(lines))
             del lines
             _save_npy(tmp / "chunk_offsets.npy", offsets)
-            _save_npy(tmp / "chunk_vectors.npy", snap.chunk_vectors.astype(np.float32))
-            _save_npy(tmp / "sentence_vectors.npy", snap.sentence_vectors.astype(np.float32))
-            _save_npy(tmp / "sentence_chunks.npy", snap.sentence_chunks.astype(np.int32))
+            # np.asarray, not astype: no copy of arrays that are float32 already (gigabytes at
+            # a million passages).
+            _save_npy(tmp / "chunk_vectors.npy", np.asarray(snap.chunk_vectors, np.float32))
+            _save_npy(tmp / "sentence_vectors.npy", np.asarray(snap.sentence_vectors, np.float32))
+            _save_npy(tmp / "sentence_chunks.npy", np.asarray(snap.sentence_chunks, np.int32))
             kind = store_kind or ("flat" if len(snap.chunks) <= EXACT_LIMIT else "ivf")
             stores = {"chunks": kind, "sentences": "flat" if kind == "flat" else "none"}
             if kind != "flat":  # approximate stores are costly to build: build once, save
