@@ -5,6 +5,8 @@
         resident memory at the end (in all, heap, mapped files) and its peak
     python -m bench.probe --build CORPUS_DIR INDEX_DIR
         index a corpus with the default embedder: seconds, counts and peak resident memory
+    python -m bench.probe --add INDEX_DIR FILE
+        add one document to an index (an incremental update): seconds and peak resident memory
 Prints one JSON object.
 """
 
@@ -51,7 +53,19 @@ def build(corpus: str, index: str) -> dict[str, object]:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
+def add(index: str, file: str) -> dict[str, object]:
+    from qa import Retriever
+
+    from .common import peak_rss_mb
+
+    t = time.perf_counter()
+    report = Retriever.load(index).add([file])
+    assert report.added, report
+    return {"seconds": round(time.perf_counter() - t, 2), "peak_rss_mb": round(peak_rss_mb())}
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    out = build(*args[1:]) if args[:1] == ["--build"] else answer(*args)
+    modes = {"--build": build, "--add": add}
+    out = modes[args[0]](*args[1:]) if args[0] in modes else answer(*args)
     print(json.dumps(out))
