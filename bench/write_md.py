@@ -29,17 +29,22 @@ NOTES = """
   cores in the same run; int8/4-bit engines can exceed it.
 - **Scale**: above the XQuAD set the passages are synthetic (vectors mixing two real XQuAD vectors
   of the bundled model plus noise; queries are real XQuAD question embeddings). Up to 50k
-  passages the index is exact (flat); above, IVF with 4·√n lists and nprobe 128, whose ~100
-  candidates the retriever re-scores exactly with passage and sentence vectors.
-- **Memory** is the peak resident set of a fresh process that loads the index and answers 200
-  questions (vectors are memory-mapped; passage texts are read on demand). **The 1M figure misses
-  the 4 GB target.** Most of it is file-backed: the kernel maps whole large page-cache folios
-  when a query reads one 1.5 KB vector, so after 200 questions most of the 4.5 GB of
-  memory-mapped vectors count as resident, although they are clean page cache that the kernel
-  can drop (`madvise(MADV_RANDOM)` does not prevent it). At 100k passages, `/proc/self/smaps`
-  after 200 questions showed 292 MiB of sentence vectors and 146 MiB of passage vectors mapped,
-  next to about 0.3 GB of heap. Next step: read candidate vectors with `pread` instead of
-  through the memory map, so they never enter the process's resident set.
+  passages the index is exact (flat); above, IVF with 4·√n lists of 8-bit scalar-quantized
+  residuals and nprobe 256. The retriever re-scores the ~100 IVF candidates with their float32
+  passage and sentence vectors, so "re-scored from 100" is the recall it gets; plain recall@10 of
+  the 8-bit codes is lower because quantization blurs the order of near ties.
+- **Memory** is the peak resident set (`VmHWM`) of a fresh process that loads the index and
+  answers 200 questions; "end: heap" and "+ files" split its resident set after the last question
+  into anonymous memory and mapped files (the model, the IVF lists). Answering reads candidate
+  vectors and passage texts with `pread`, readahead off, so they pass through the kernel's page
+  cache without becoming the process's memory. Two earlier mistakes, for the record: vectors were
+  read through `np.memmap`, and each 1.5 KB read mapped a whole large page-cache folio, so 6.2 GB
+  were resident after 200 questions at 1M; and peaks came from `ru_maxrss`, which on Linux
+  carries over the peak of the image `exec` replaced, i.e. the benchmark's own 8 GB.
+- **Indexing memory**: the pipeline figure is a fresh process indexing the XQuAD corpus. An update
+  of a large index writes a complete new version (versions are immutable, so a crash leaves the
+  old one live): it holds the new version's vectors (4.5 KB a passage with two sentences) and
+  passages in memory and retrains the IVF lists; "adding one document" measures that.
 - **GPU**: no GPU machine was lent to this project's sessions so far, so there are no GPU figures.
   The sentence-transformers path runs on a GPU without code changes (`SentenceTransformer`
   picks CUDA when torch sees one).
