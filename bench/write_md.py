@@ -32,7 +32,9 @@ NOTES = """
   passages the index is exact (flat); above, IVF with 4·√n lists of 8-bit scalar-quantized
   residuals and nprobe 256. The retriever re-scores the ~100 IVF candidates with their float32
   passage and sentence vectors, so "re-scored from 100" is the recall it gets; plain recall@10 of
-  the 8-bit codes is lower because quantization blurs the order of near ties.
+  the 8-bit codes is lower because quantization blurs the order of near ties. FAISS sizes are
+  those of the index files, which is also what each takes in memory once loaded (the IVF file is
+  memory-mapped, so only the lists that questions probe become resident).
 - **Memory** is the peak resident set (`VmHWM`) of a fresh process that loads the index and
   answers 200 questions; "end: heap" and "+ files" split its resident set after the last question
   into anonymous memory and mapped files (the model, the IVF lists). Answering reads candidate
