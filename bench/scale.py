@@ -55,7 +55,7 @@ def faiss_compare(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[
     """Exact vs IVF on the same vectors: latency per single query, recall@10, sizes."""
     import faiss
 
-    from qa.index.store import FaissStore, ivf_lists
+    from qa.index.faiss_store import FaissStore, ivf_lists
 
     out: dict[str, Any] = {"vectors": len(vectors)}
     exact: Any = FaissStore.build(vectors, np.arange(len(vectors)), kind="flat")

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from qa import Retriever  # noqa: E402
-from qa.eval import load_questions  # noqa: E402
+from qa.evaluation import load_questions  # noqa: E402
 from qa.retriever import sample_corpus_dir  # noqa: E402
 
 FEATURES = ["top_score", "top_sentence", "missing_terms", "no_time", "no_number"]

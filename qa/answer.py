@@ -29,7 +29,7 @@ class Passage:
     """Offsets (in the document) of the sentences the answer cites from this passage."""
 
     def to_json(self) -> dict[str, Any]:
-        """The passage as ``qa ask --json`` prints it."""
+        """The passage as every surface (CLI, HTTP, chat, integrations) returns it."""
         return {
             "rank": self.rank,
             "doc_id": self.doc_id,
@@ -37,7 +37,12 @@ class Passage:
             "start": self.start,
             "end": self.end,
             "text": self.text,
-            "score": round(self.score, 4),
+            "score": round(float(self.score), 4),
+            "chunk_id": self.chunk_id,
+            "highlights": [[s, e] for s, e in self.highlights],
+            "highlight_texts": [self.text[max(s - self.start, 0): max(e - self.start, 0)]
+                                for s, e in self.highlights],
+            "cited": bool(self.highlights),
         }
 
 
@@ -51,6 +56,23 @@ class Citation:
     end: int
     text: str
     score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"marker": self.marker, "doc_id": self.doc_id, "start": self.start,
+                "end": self.end, "text": self.text, "score": round(float(self.score), 4)}
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """One sentence of the answer as shown, with the markers of the passages it rests on and
+    whether the checker found it in them (extractive sentences are quotes, so always)."""
+
+    text: str
+    markers: tuple[int, ...]
+    supported: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "markers": list(self.markers), "supported": self.supported}
 
 
 @dataclass(frozen=True)
@@ -66,13 +88,39 @@ class Answer:
     """Calibrated probability-like score that the documents answer the question."""
     features: dict[str, float] = field(default_factory=dict)
     """The signals the confidence was computed from (see ``eval/calibrate.py``)."""
+    mode: str = "extractive"
+    """``"extractive"`` (quoted sentences) or ``"generated"`` (written by a language model)."""
+    model: str | None = None
+    """The language model that wrote a generated answer; ``None`` for extractive answers."""
+    sentences: list[AnswerSentence] | None = None
+    """The answer sentence by sentence; ``None`` derives them from the citations."""
+    notice: str | None = None
+    """Why the answer fell back (e.g. the model endpoint is down), else ``None``."""
+    history_used: list[int] = field(default_factory=list)
+    """Indices of the earlier turns (of the ``history`` given) the question was read with."""
+
+    def answer_sentences(self) -> list[AnswerSentence]:
+        """The sentences as shown; extractive answers: one per citation."""
+        if self.sentences is not None:
+            return self.sentences
+        if self.abstained:
+            return []
+        return [AnswerSentence(" ".join(c.text.split()), (c.marker,)) for c in self.citations]
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the object ``qa ask --json`` prints."""
+        """The answer object: the one serialisation that ``qa ask --json``, ``/api/ask``, the
+        chat's ``/ask`` and the integrations all return."""
         return {
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
+            "confidence": round(float(self.confidence), 4),
+            "mode": self.mode,
+            "model": self.model,
+            "sentences": [s.to_json() for s in self.answer_sentences()],
+            "notice": self.notice,
+            "history_used": list(self.history_used),
+            "citations": [c.to_json() for c in self.citations],
             "passages": [p.to_json() for p in self.passages],
         }
 

@@ -164,15 +164,7 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
     def ask(q: Query) -> dict[str, Any]:
         """An answer whose ``[n]`` markers cite passage ``rank`` n; ``abstained`` when the
         documents do not support one."""
-        answer = retriever.ask(q.question, q.k)
-        out = answer.to_json()
-        out["confidence"] = round(answer.confidence, 4)
-        out["citations"] = [
-            {"marker": c.marker, "doc_id": c.doc_id, "start": c.start, "end": c.end,
-             "text": c.text}
-            for c in answer.citations
-        ]
-        return out
+        return retriever.ask(q.question, q.k).to_json()
 
     @app.get("/api/documents", tags=["documents"], dependencies=auth)
     def documents() -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.compare:
         diff = ev.compare(*args.compare)
-        from .eval.report import format_compare
+        from .evaluation.report import format_compare
 
         print(format_compare(diff, *args.compare))
         return 0
@@ -107,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         r = _open(args.index, bar)
     with _progress("questions", unit="q") as bar:
         result = ev.run(r, questions, k=args.k, progress=bar)
-    from .eval.report import format_summary
+    from .evaluation.report import format_summary
 
     out = ev.save(result, args.out, questions_path=args.questions) if args.out else None
     print(format_summary(result.summary))

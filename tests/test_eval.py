@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from qa.eval import (
+from qa.evaluation import (
     EvalRun,
     Question,
     QuestionSetError,
@@ -20,7 +20,7 @@ from qa.eval import (
     save,
     summarize,
 )
-from qa.eval.report import format_compare, format_summary, render_html
+from qa.evaluation.report import format_compare, format_summary, render_html
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ def make_row(qid: str, question: str, doc: str | None, answers: list[str],
              passages: list[dict[str, Any]], *, abstained: bool = False, lang: str = "en",
              confidence: float = 0.8, latency: float = 10.0, k: int = 5,
              answer: str = "an answer [1]") -> dict[str, Any]:
-    """A result row exactly as ``qa.eval.run`` builds it."""
+    """A result row exactly as ``qa.evaluation.run`` builds it."""
     q = Question(qid, question, doc, tuple(answers), lang)
     result = {"question": question, "answer": "Not found in the documents." if abstained
               else answer, "abstained": abstained, "passages": passages}

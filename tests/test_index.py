@@ -274,7 +274,7 @@ def test_vector_file_truncated_while_serving_gives_a_clear_error(
 def test_approximate_store_is_compact_and_recovers_exact_order_after_rescoring(
     tmp_path: Path,
 ) -> None:
-    from qa.index.store import FaissStore
+    from qa.index.faiss_store import FaissStore
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((40, 64)).astype(np.float32)

@@ -2,7 +2,7 @@
 incremental updates (:mod:`.update`)."""
 
 from .storage import IndexDir, Snapshot
-from .store import FaissStore, VectorStore
+from .faiss_store import FaissStore, VectorStore
 from .update import UpdateReport
 
 __all__ = ["FaissStore", "IndexDir", "Snapshot", "UpdateReport", "VectorStore"]

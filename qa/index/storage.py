@@ -40,7 +40,7 @@ import numpy as np
 
 from ..chunking import Chunk
 from ..errors import IndexBusy, IndexDamaged, IndexNotFound
-from .store import EXACT_LIMIT, FaissStore, VectorStore
+from .faiss_store import EXACT_LIMIT, FaissStore, VectorStore
 
 FORMAT_VERSION = 3
 # Format 2 held the documents inside manifest.json; 3 moved them to documents.json, read only

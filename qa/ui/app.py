@@ -68,26 +68,15 @@ def _as_k(k: Any, *, limit: int = 50) -> int:
 
 
 def passage_payload(p: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
+    """``Passage.to_json()`` plus how many passages its document has (for the chat's cards)."""
     d: dict[str, Any] = p.to_json()
-    d["chunk_id"] = p.chunk_id
     d["passages_in_doc"] = doc_passages.get(p.doc_id)
-    d["highlights"] = [[s, e] for s, e in p.highlights]
-    d["highlight_texts"] = [p.text[max(s - p.start, 0): max(e - p.start, 0)]
-                            for s, e in p.highlights]
-    d["cited"] = bool(p.highlights)
     return d
 
 
 def answer_payload(answer: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
-    """``Answer.to_json()`` plus confidence, citations, and per passage its highlights (document
-    offsets of the cited sentences), their text, and where the passage sits in its document."""
+    """``Answer.to_json()`` with the chat's per-passage extras."""
     d: dict[str, Any] = answer.to_json()
-    d["confidence"] = round(float(answer.confidence), 4)
-    d["citations"] = [
-        {"marker": c.marker, "doc_id": c.doc_id, "start": c.start, "end": c.end,
-         "text": c.text, "score": round(float(c.score), 4)}
-        for c in answer.citations
-    ]
     d["passages"] = [passage_payload(p, doc_passages) for p in answer.passages]
     return d
 
