@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import safe_upload_name
+from . import generated
 from ..documents import SUPPORTED_SUFFIXES
 from ..errors import BadRequest, QAError
 
@@ -82,18 +83,34 @@ def answer_payload(answer: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
 
 
 class Core:
-    """The operations behind the chat and its API, on one Retriever."""
+    """The operations behind the chat and its API, on one Retriever (and a language model,
+    when ``answerer`` is a :class:`qa.generation.ModelAnswerer`)."""
 
-    def __init__(self, retriever: Any) -> None:
+    def __init__(self, retriever: Any, answerer: Any = None) -> None:
         self.r = retriever
+        self.answerer = answerer
         self._upload_lock = threading.Lock()
 
     def _doc_passages(self) -> dict[str, int]:
         return {d["doc_id"]: d["passages"] for d in self.r.documents()}
 
     def ask(self, question: str, k: int = DEFAULT_K) -> dict[str, Any]:
-        answer = self.r.ask(question, _as_k(k))
+        ask = self.answerer.ask if self.answerer is not None else self.r.ask
+        answer = ask(question, _as_k(k))
         return answer_payload(answer, self._doc_passages())
+
+    def ask_stream(self, question: str, k: int, history: list[dict[str, str]] | None = None,
+                   *, use_model: bool = True) -> Any:
+        """``(event, value)`` pairs: ``("rewrite", text)``, ``("token", text)`` while the model
+        writes, then ``("result", payload)``. Without a model: the result alone."""
+        if self.answerer is None or not use_model:
+            yield "result", answer_payload(self.r.ask(question, k), self._doc_passages())
+            return
+        for ev in self.answerer.stream(question, k, history):
+            if ev.answer is not None:
+                yield "result", answer_payload(ev.answer, self._doc_passages())
+            else:
+                yield ev.kind, ev.text
 
     def search(self, question: str, k: int = DEFAULT_K) -> dict[str, Any]:
         passages = self.r.search(question, _as_k(k))
@@ -361,7 +378,9 @@ def render_answer(turn: int, res: dict[str, Any]) -> str:
             f'passage{"s" * (n != 1)}</a> are listed on the right, not as sources.</p></div>'
         )
     cits = res.get("citations") or []
-    if cits:
+    if res.get("mode") == "generated":
+        body = generated.render_sentences(turn, res)
+    elif cits:
         sentences = []
         for c in cits:
             m = int(c["marker"])
@@ -387,7 +406,8 @@ def render_answer(turn: int, res: dict[str, Any]) -> str:
     meta = (f'<span class="qa-conf" title="calibrated confidence that the documents answer the '
             f'question">confidence {float(conf):.0%}</span>' if conf is not None else "")
     return (
-        f'<div class="qa-a"><div class="qa-a-label">Answer</div>'
+        f'<div class="qa-a"><div class="qa-a-label">{generated.answer_label(res)}</div>'
+        f'{generated.render_notice(res)}{generated.render_rewrite(res)}'
         f'<p class="qa-a-text">{body}</p>'
         f'<div class="qa-a-foot"><div class="qa-chips">{"".join(chips)}</div>{meta}</div></div>'
     )
@@ -410,7 +430,9 @@ def render_conversation(turns: Sequence[dict[str, Any]]) -> str:
     for i, t in enumerate(turns, start=1):
         out.append(f'<div class="qa-turn" id="turn-{i}"><div class="qa-q"><p>{esc(t["q"])}</p>'
                    f'</div>')
-        if t.get("pending"):
+        if t.get("pending") and "partial" in t:
+            out.append(generated.render_streaming(i, t))
+        elif t.get("pending"):
             out.append('<div class="qa-a qa-a-pending"><div class="qa-a-label">Searching the '
                        'documents</div><span class="qa-dots" aria-label="working"><i></i><i></i>'
                        '<i></i></span></div>')
@@ -755,14 +777,16 @@ def theme() -> Any:
 def mount_kwargs() -> dict[str, Any]:
     """Look and feel, for ``gr.mount_gradio_app`` or ``Blocks.launch`` (Gradio 6 takes them
     there, not in ``gr.Blocks``)."""
-    return {"theme": theme(), "css": CSS}
+    return {"theme": theme(), "css": CSS + generated.CSS}
 
 
-def build_app(retriever: Any) -> Any:
-    """The chat as a ``gr.Blocks``; ``qa serve`` serves it (or ``.launch(**mount_kwargs())``)."""
+def build_app(retriever: Any, answerer: Any = None) -> Any:
+    """The chat as a ``gr.Blocks``; ``qa serve`` serves it (or ``.launch(**mount_kwargs())``).
+    With ``answerer`` a language model writes the answers, streamed, each sentence checked."""
     import gradio as gr
 
-    core = Core(retriever)
+    core = Core(retriever, answerer)
+    model_choice = generated.model_choice(answerer.model_label) if answerer else ""
 
     def index_views() -> tuple[str, str]:
         info = retriever.info()
@@ -776,20 +800,35 @@ def build_app(retriever: Any) -> Any:
         turns = [*(turns or []), {"q": q, "pending": True}]
         return "", render_conversation(turns), render_sources(turns), turns
 
-    def finish(turns: list[dict[str, Any]], k: float) -> tuple[Any, Any, Any]:
+    def finish(turns: list[dict[str, Any]], k: float, mode: str | None = None) -> Any:
         if not turns or not any(t.get("pending") for t in turns):
-            return gr.skip(), gr.skip(), gr.skip()
-        out = []
-        for t in turns:
-            if t.get("pending"):
-                t = {"q": t["q"]}
-                try:
-                    t["result"] = core.ask(t["q"], _as_k(int(round(k or DEFAULT_K)),
-                                                          limit=MAX_UI_K))
-                except QAError as exc:
-                    t["error"] = str(exc)
-            out.append(t)
-        return render_conversation(out), render_sources(out), out
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        use_model = answerer is not None and mode != generated.EXTRACTIVE
+        out = [dict(t) for t in turns]
+        for t in out:
+            if not t.get("pending"):
+                continue
+            history = [{"question": e["q"], "answer": e["result"].get("answer", "")}
+                       for e in out if e.get("result")]
+            try:
+                events = core.ask_stream(t["q"], _as_k(int(round(k or DEFAULT_K)),
+                                                       limit=MAX_UI_K), history,
+                                         use_model=use_model)
+                for kind, value in events:
+                    if kind == "result":
+                        t["result"] = value
+                    elif kind == "rewrite":
+                        t["rewrite"] = value
+                    else:  # tokens: show the text as the model writes it
+                        t["model"] = answerer.model_label
+                        t["partial"] = t.get("partial", "") + value
+                        yield render_conversation(out), gr.skip(), gr.skip()
+            except QAError as exc:
+                t["error"] = str(exc)
+            for key in ("pending", "partial", "rewrite", "model"):
+                t.pop(key, None)
+        yield render_conversation(out), render_sources(out), out
 
     def clear() -> tuple[str, str, list[Any], str]:
         return render_conversation([]), render_sources([]), [], ""
@@ -871,6 +910,10 @@ def build_app(retriever: Any) -> Any:
                                   label="Passages to retrieve", scale=3, elem_id="qa-k")
                     clear_btn = gr.Button("Clear chat", variant="secondary", size="md",
                                           scale=1, min_width=110, elem_id="qa-clear")
+                # Which model answers, and the way back to quoted sentences.
+                modes = [model_choice, generated.EXTRACTIVE] if answerer else [generated.EXTRACTIVE]
+                answer_mode = gr.Radio(modes, value=modes[0], label="Answers written by",
+                                       elem_id="qa-mode", visible=answerer is not None)
         with gr.Row(equal_height=False, elem_classes=["qa-lower"]):
             with gr.Column(scale=11, min_width=340):
                 index_panel = gr.HTML(render_index(info0, docs0), elem_id="qa-index-panel",
@@ -896,11 +939,15 @@ def build_app(retriever: Any) -> Any:
         private: dict[str, Any] = {"api_visibility": "private"}
         ev = gr.on([question.submit, send.click], start, [question, turns],
                    [question, chat, sources, turns], show_progress="hidden", **private)
-        ev.then(finish, [turns, k], [chat, sources, turns], show_progress="hidden", **private)
+        # Several answers may stream at once: a slow model must not hold up other visitors.
+        streaming: dict[str, Any] = {"concurrency_limit": 8, **private}
+        ev.then(finish, [turns, k, answer_mode], [chat, sources, turns], show_progress="hidden",
+                **streaming)
         for b, q in zip(example_buttons, EXAMPLES):
             b.click(partial(start, q), [turns], [question, chat, sources, turns],
                     show_progress="hidden", **private).then(
-                finish, [turns, k], [chat, sources, turns], show_progress="hidden", **private)
+                finish, [turns, k, answer_mode], [chat, sources, turns], show_progress="hidden",
+                **streaming)
         clear_btn.click(clear, None, [chat, sources, turns, question], **private)
         files.upload(on_upload, [files], [upload_status, header, index_panel, files],
                      show_progress="full", show_progress_on=[upload_status], **private)

@@ -101,33 +101,35 @@ def api_available() -> bool:
     return importlib.util.find_spec("qa.api") is not None
 
 
-def _base_app(retriever: Any) -> Any:
+def _base_app(retriever: Any, answerer: Any = None) -> Any:
     if api_available():
         from .. import api
 
-        return api.create_app(retriever)
+        return api.create_app(retriever, answerer=answerer)
     from fastapi import FastAPI
 
     return FastAPI(title="qa")
 
 
 def create_server_app(
-    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False
+    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False,
+    answerer: Any = None,
 ) -> Any:
     """The ASGI app ``qa serve`` runs: the API, with the chat mounted at ``/`` unless
-    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic."""
+    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic. With
+    ``answerer`` (:class:`qa.generation.ModelAnswerer`) a language model writes the answers."""
     if api_only:
         if not api_available():
             raise QAError("the HTTP API (qa.api) is not part of this installation")
-        app: Any = _base_app(retriever)
+        app: Any = _base_app(retriever, answerer)
     else:
         import gradio as gr
 
         from .app import build_app, mount_kwargs
 
         app = gr.mount_gradio_app(
-            _base_app(retriever),
-            build_app(retriever),
+            _base_app(retriever, answerer),
+            build_app(retriever, answerer=answerer),
             path="/",
             auth=auth,
             auth_message="Sign in to ask questions of this document collection.",
@@ -166,7 +168,7 @@ def _open_retriever(index: str | None) -> Any:
 
 
 def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          api_only: bool = False) -> None:
+          api_only: bool = False, llm: Any = None) -> None:
     """Serve until interrupted. Errors a user can fix raise QAError with a one-line message."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
@@ -182,7 +184,12 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     retriever = _open_retriever(index)
     # Load the embedding model now, in the background, so the first question is quick.
     threading.Thread(target=lambda: retriever.embedder, daemon=True).start()
-    app = create_server_app(retriever, auth=auth, api_only=api_only)
+    answerer = None
+    if llm is not None:  # qa.generation.LLMSettings
+        from ..generation import ModelAnswerer
+
+        answerer = ModelAnswerer(retriever, llm)
+    app = create_server_app(retriever, auth=auth, api_only=api_only, answerer=answerer)
     shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     what = "HTTP API" if api_only else "web chat"
     print(f"qa: serving the {what} on http://{shown_host}:{port}/ "
