@@ -150,7 +150,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--xquad", default=str(REPO.parent / "shared" / "xquad"))
     ap.add_argument("--embedder", default=DEFAULT_EMBEDDER)
-    ap.add_argument("--min-precision", type=float, default=0.95)
+    ap.add_argument("--min-precision", type=float, default=0.99)
     ap.add_argument("--write", action="store_true", help=f"store the threshold in {CHECKER_JSON}")
     ap.add_argument("--pairs", help="also write the scored pairs (JSONL) here")
     args = ap.parse_args()

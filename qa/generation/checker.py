@@ -37,7 +37,7 @@ _MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 # "[Passage 2]", "[Source 2]", "(2)" after a word: what small models write instead of "[2]".
 _LOOSE_MARKER = re.compile(r"\[\s*(?:passage|source|quelle|abschnitt)\s+(\d+)\s*\]",
                            re.IGNORECASE)
-_END_THEN_MARKERS = re.compile(r"([.!?…])((?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+)")
+_END_THEN_MARKERS = re.compile(r"([.!?…])((?:[ \t]*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+)")
 
 _NUMBER_TOKEN = re.compile(r"\d+(?:[.,]\d+)*")
 _NUMBER_WORDS = {
@@ -61,7 +61,7 @@ _EXONYMS: dict[str, tuple[str, ...]] = {
     "united": ("vereinigt",), "states": ("staaten", "usa"), "america": ("amerika", "usa"),
     "american": ("amerikan", "usa"), "crimea": ("krim",), "europe": ("europa",),
     "european": ("europäisch", "eu"), "union": ("union", "eu"), "nations": ("nationen", "uno"),
-    "western": ("westlich", "westen"), "west": ("westen", "westlich"), "east": ("osten",),
+    "western": ("west",), "west": ("west",), "east": ("osten",),
     "turkish": ("türkisch", "türkei"), "chinese": ("chinesisch", "china"),
     "french": ("französisch", "frankreich"), "france": ("frankreich",), "italy": ("italien",),
     "spain": ("spanien",), "poland": ("polen",), "austria": ("österreich",),
