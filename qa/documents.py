@@ -14,9 +14,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Text per document, counted as it is extracted: a 17 KB PDF held 100 million characters (100 pages
+# sharing one compressed stream), which no file-size limit sees. A million characters (a 500-page
+# book) take minutes to embed on a laptop's CPU; ``QA_MAX_DOCUMENT_CHARS`` sets another limit.
+MAX_DOCUMENT_CHARS = 1_000_000
+# Decoded page content (text and drawing operators) a PDF may hand the text extractor: bounds its
+# work on pages that hold little text.
+MAX_PDF_CONTENT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -153,13 +161,57 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _pdf_text(path: Path) -> str:
+def max_document_chars() -> int:
+    """The text limit per document: ``$QA_MAX_DOCUMENT_CHARS``, else :data:`MAX_DOCUMENT_CHARS`."""
+    value = os.environ.get("QA_MAX_DOCUMENT_CHARS", "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else MAX_DOCUMENT_CHARS
+
+
+def _too_much_text(chars: int | str, limit: int) -> UnreadableFile:
+    return UnreadableFile(f"too much text ({chars} characters; limit {limit:,}, "
+                          "set QA_MAX_DOCUMENT_CHARS to change it)")
+
+
+def _content_bytes(page: Any) -> int:
+    """Size of a PDF page's decoded content streams."""
+    contents = page.get("/Contents")
+    if contents is None:
+        return 0
+    contents = contents.get_object()
+    streams = contents if isinstance(contents, list) else [contents]
+    return sum(len(s.get_object().get_data()) for s in streams)
+
+
+class _TextBudgetSpent(Exception):
+    """Raised from pypdf's text visitor to stop extracting as soon as the budget is spent."""
+
+
+def _pdf_text(path: Path, limit: int) -> str:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    chars = 0
+    content = 0
+
+    def count(text: str, *_: Any) -> None:
+        nonlocal chars
+        chars += len(text)
+        if chars > limit:
+            raise _TextBudgetSpent
+
     try:
         reader = PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = []
+        for page in reader.pages:
+            content += _content_bytes(page)
+            if content > MAX_PDF_CONTENT_BYTES:
+                raise UnreadableFile(f"too much page content (more than "
+                                     f"{MAX_PDF_CONTENT_BYTES // 2**20} MiB decoded)")
+            pages.append(page.extract_text(visitor_text=count) or "")
+    except UnreadableFile:
+        raise
+    except _TextBudgetSpent:
+        raise _too_much_text(f"more than {limit:,}", limit) from None
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise UnreadableFile(f"damaged PDF ({_one_line(exc)})") from exc
     except Exception as exc:  # pypdf on a damaged file can raise nearly anything
@@ -182,6 +234,7 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
             + ", ".join(SUPPORTED_SUFFIXES)
         )
     limit = MAX_FILE_BYTES // 2**20
+    max_chars = max_document_chars()
     try:
         st = p.stat()
         # A FIFO or device named like a document would block or never end: regular files only.
@@ -191,7 +244,7 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
             raise UnreadableFile(f"too large ({-(-st.st_size * 10 // 2**20) / 10} MiB; "
                                  f"limit {limit} MiB)")
         if suffix == ".pdf":
-            text, title = _pdf_text(p), None
+            text, title = _pdf_text(p, max_chars), None
         else:
             with open(p, "rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)  # it may have grown since stat()
@@ -205,6 +258,8 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
                 title = _markdown_title(text) if suffix in (".md", ".markdown") else None
     except OSError as exc:
         raise UnreadableFile(exc.strerror or str(exc)) from exc
+    if len(text) > max_chars:
+        raise _too_much_text(f"{len(text):,}", max_chars)
     if not text.strip():
         raise UnreadableFile("contains no text")
     return Document(doc_id=doc_id or p.name, title=title or p.name, text=text, path=str(p))
