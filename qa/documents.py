@@ -265,18 +265,29 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
     return Document(doc_id=doc_id or p.name, title=title or p.name, text=text, path=str(p))
 
 
-def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def iter_files(
+    paths: Iterable[str | os.PathLike[str]], skipped: list[SkippedFile] | None = None
+) -> Iterator[tuple[Path, str]]:
     """Yield ``(file, doc_id)`` for files and, recursively, folders; ids are relative paths.
 
-    Hidden files and folders are skipped, symlink loops are not followed twice.
+    Hidden files and folders are skipped, symlink loops are not followed twice, and links that
+    lead out of a folder given are not followed (listed in ``skipped`` when given): indexing
+    ``docs/`` must not serve ``docs/passwd.txt -> /etc/passwd``.
     """
     for given in paths:
         root = Path(given)
         if root.is_dir():
+            top = os.path.realpath(root)
             seen: set[str] = set()
             for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
                 real = os.path.realpath(dirpath)
-                if real in seen:
+                if real in seen or not _inside(real, top):
+                    if not _inside(real, top) and skipped is not None:
+                        skipped.append(SkippedFile(dirpath, _LEAVES_FOLDER))
                     dirnames[:] = []
                     continue
                 seen.add(real)
@@ -285,9 +296,17 @@ def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, 
                     if name.startswith(".") or not name.lower().endswith(SUPPORTED_SUFFIXES):
                         continue
                     f = Path(dirpath) / name
+                    # Dangling links and loops fall through and are named when read.
+                    if f.exists() and not _inside(os.path.realpath(f), top):
+                        if skipped is not None:
+                            skipped.append(SkippedFile(str(f), _LEAVES_FOLDER))
+                        continue
                     yield f, f.relative_to(root).as_posix()
         else:
             yield root, root.name
+
+
+_LEAVES_FOLDER = "a link to outside the folder being indexed (not followed)"
 
 
 def load_documents(
@@ -296,7 +315,7 @@ def load_documents(
     """Read every supported file under ``paths``; return documents and skipped files."""
     docs: list[Document] = []
     skipped: list[SkippedFile] = []
-    for f, doc_id in iter_files(paths):
+    for f, doc_id in iter_files(paths, skipped):
         if not f.exists() and not f.is_symlink():
             skipped.append(SkippedFile(str(f), "no such file or folder"))
             continue

@@ -388,7 +388,11 @@ def test_bad_files_are_skipped_by_name(tmp_path: Path) -> None:
     assert "binary" in reasons["binary.txt"]
     assert "PDF" in reasons["broken.pdf"]
     assert reasons["huge.txt"] == "too large (50.1 MiB; limit 50 MiB)"
-    assert reasons["pipe.txt"] == "not a regular file" == reasons["zero.txt"]
+    assert reasons["pipe.txt"] == "not a regular file"
+    # /dev/zero is outside the folder: not followed (#17.5); given by name, not a regular file
+    assert "outside the folder" in reasons["zero.txt"]
+    with pytest.raises(UnreadableFile, match="not a regular file"):
+        read_document(d / "zero.txt")
     for loop in ("self.txt", "a.md", "b.md"):
         assert "symbolic links" in reasons[loop] or "loop" in reasons[loop].lower(), reasons
     assert "no such file" in reasons["dangling.txt"].lower()

@@ -10,6 +10,7 @@ Gradio API (``gradio_client``): ``/ask`` (question, k) -> answer dict, ``/search
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
@@ -189,6 +190,21 @@ def _path_of(item: Any) -> str:
     if isinstance(item, dict):
         return str(item.get("path") or "")
     return str(getattr(item, "path", "") or "")
+
+
+def discard_gradio_copies(items: Sequence[Any] | None) -> None:
+    """Delete Gradio's temporary copies of uploaded files once the upload folder has its own:
+    Gradio keeps them until the server stops, so a document deleted from the index lived on
+    there. Only files inside Gradio's upload folder are touched."""
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
+    for item in items or []:
+        path = Path(_path_of(item))
+        if path.name and cache in path.resolve().parents:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the per-file folder Gradio made, if now empty
+                path.parent.rmdir()
 
 
 def _restore(target: Path, backup: Path | None) -> None:
@@ -809,6 +825,8 @@ def build_app(retriever: Any) -> Any:
             status = render_upload_status(rep)
         except QAError as exc:
             status = render_upload_status(None, error=str(exc))
+        finally:
+            discard_gradio_copies(files)
         stats, index = index_views()
         return status, stats, index, None
 
@@ -840,6 +858,8 @@ def build_app(retriever: Any) -> Any:
             return core.upload(files or [])
         except QAError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+        finally:
+            discard_gradio_copies(files)
 
     info0 = retriever.info()
     docs0 = retriever.documents()
