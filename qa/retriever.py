@@ -12,7 +12,8 @@ import json
 import os
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, com
 from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
 from .index.storage import IndexDir, Snapshot
 from .index.update import Progress, UpdateReport, apply_update
 
@@ -39,6 +40,9 @@ _PASSAGE_CANDIDATES = 32
 # numbers of the top 20.
 _ANSWER_PASSAGES = 5
 _FEATURE_PASSAGES = 20
+# How long an update waits for the one before it (in this process or another) before giving up
+# with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
+WRITE_WAIT_S = 30.0
 
 
 # An embedder without a fitted model never abstains: its score scale is unknown.
@@ -222,6 +226,18 @@ class Retriever:
         }
         return Snapshot.empty(manifest, embedder.dim)
 
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        # A bounded wait: a writer blocked for ever held its thread for ever, and enough of them
+        # used up a server's threads, queries included (#17.3).
+        if not self._write_lock.acquire(timeout=WRITE_WAIT_S):
+            raise IndexBusy(f"index {self.index.path} is busy with another update; try again "
+                            "when it has finished")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _update(
         self,
         *,
@@ -232,7 +248,7 @@ class Retriever:
         progress: Progress | None = None,
         report: UpdateReport | None = None,
     ) -> UpdateReport:
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
             chunker = Chunker(
