@@ -4,6 +4,8 @@ Layout::
 
     INDEX_DIR/
       CURRENT                  name of the live version, replaced atomically (os.replace)
+      PUBLISHED                the newest version ever made live: CURRENT naming an older one
+                               is a rollback by hand, refused
       LOCK                     held (flock) by the one process writing
       v000007/
         manifest.json          format, embedder, dimension, chunking, counts, file checksums
@@ -39,7 +41,7 @@ from typing import Any, BinaryIO, overload
 import numpy as np
 
 from ..chunking import Chunk
-from ..errors import IndexBusy, IndexDamaged, IndexNotFound
+from ..errors import BadRequest, IndexBusy, IndexDamaged, IndexNotFound
 from .faiss_store import EXACT_LIMIT, FaissStore, VectorStore
 
 FORMAT_VERSION = 3
@@ -51,7 +53,11 @@ _VECTOR_FILES = ("chunk_vectors.npy", "sentence_vectors.npy", "sentence_chunks.n
 _CHECKED_FILES = ("chunks.jsonl", "chunk_offsets.npy", *_VECTOR_FILES)
 _MANIFEST_KEYS = {"embedder": str, "dim": int, "chunking": dict, "files": dict,
                   "stores": dict}
-_VERSION_NAME = re.compile(r"v[0-9]+")
+# Version folders are named v + six digits (more after a million versions); "v1" is not ours.
+_VERSION_NAME = re.compile(r"v[0-9]{6,}")
+# What an index folder may hold besides its versions: anything else means it is not an index
+# (or not only one), and a writer refuses it rather than mixing its files with the user's.
+_OWN_NAMES = re.compile(r"LOCK|CURRENT(\.tmp)?|PUBLISHED(\.tmp)?|\.tmp-.*|uploads")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # Files up to this size are checksummed whole on every load; larger ones (vectors of big indexes)
 # by size and 32 sampled blocks, so a cold start stays fast; `IndexDir.verify()` checks all.
@@ -66,6 +72,31 @@ def _pread_exact(f: BinaryIO, size: int, offset: int) -> bytes:
         raise IndexDamaged(f"index file {f.name} is shorter than its manifest says (truncated?); "
                            "rebuild it with `qa index`")
     return data
+
+
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's content without its own checksum: a flipped bit anywhere in it
+    (the embedder's name, the dimension) is caught like damage to any other file."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def check_unit_rows(vectors: np.ndarray, file: str) -> np.ndarray:
+    """``vectors`` if every row is unit length (or zero), else IndexDamaged.
+
+    Large vector files are checksummed by sampled blocks on load, so a changed byte elsewhere
+    would reach answering: a cosine of 8 ranks a wrong passage first. Answering reads a few
+    hundred rows, whose norms cost nothing next to the read.
+    """
+    sq = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
+    bad = ~(np.abs(sq - 1.0) <= 0.02) & (sq != 0.0)
+    if bad.any():
+        raise IndexDamaged(
+            f"index file {file} holds a damaged vector (length {float(np.sqrt(sq[bad][0])):.3g},"
+            " not 1); rebuild the index with `qa index PATH... --index DIR --rebuild` "
+            "(your documents are untouched)")
+    return vectors
 
 
 def _open_random(path: Path) -> BinaryIO:
@@ -86,6 +117,7 @@ class NpyRows:
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._file = _open_random(path)
         version = np.lib.format.read_magic(self._file)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -219,13 +251,18 @@ class Snapshot:
     def passage_vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The vectors of the given chunk rows, read without mapping the whole file."""
         assert self._chunk_rows is not None
-        return self._chunk_rows.take(rows)
+        return check_unit_rows(self._chunk_rows.take(rows), self._file_name(self._chunk_rows))
 
     def sentence_vectors_of(self, row: int) -> np.ndarray:
         """The vectors of chunk row ``row``'s sentences, in one read."""
         assert self._sentence_rows is not None
         offsets = self.sentence_offsets
-        return self._sentence_rows.span(int(offsets[row]), int(offsets[row + 1]))
+        vectors = self._sentence_rows.span(int(offsets[row]), int(offsets[row + 1]))
+        return check_unit_rows(vectors, self._file_name(self._sentence_rows))
+
+    @staticmethod
+    def _file_name(rows: NpyRows | ArrayRows) -> str:
+        return str(getattr(rows, "path", "vectors"))
 
     def vector_blocks(self, which: str, block: int = 1 << 16) -> Iterator[np.ndarray]:
         """The ``"chunks"`` or ``"sentences"`` vectors, in order, ``block`` rows at a time, read
@@ -325,7 +362,34 @@ class IndexDir:
         # Only a version folder of this index: never "../elsewhere" or "v000001/../..".
         if not _VERSION_NAME.fullmatch(name) or not (self.path / name).is_dir():
             raise IndexDamaged(self._damaged("CURRENT", f"names a missing version {name[:80]!r}"))
+        published = self._published()
+        if published is not None and int(name[1:]) < int(published[1:]):
+            raise IndexDamaged(self._damaged(
+                "CURRENT", f"names {name}, older than {published}, the last version made live "
+                "(rolled back by hand?)"))
         return name
+
+    def _published(self) -> str | None:
+        """The newest version ever made live, if recorded (indexes written before it was are
+        not checked)."""
+        try:
+            name = (self.path / "PUBLISHED").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IndexDamaged(self._damaged("PUBLISHED", "cannot be read")) from exc
+        if not _VERSION_NAME.fullmatch(name):
+            raise IndexDamaged(self._damaged("PUBLISHED", "does not name a version"))
+        return name
+
+    def live_token(self) -> tuple[int, int, int] | None:
+        """Identifies the live version cheaply (one ``stat``): it changes when a writer replaces
+        ``CURRENT``, so a long-running reader can tell that it must load the new version."""
+        try:
+            st = os.stat(self.path / "CURRENT")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _damaged(self, file: str, what: str) -> str:
         return (
@@ -347,6 +411,10 @@ class IndexDir:
                 f"formats {', '.join(map(str, _READABLE_FORMATS))}; rebuild it with "
                 f"`qa index PATH... --index {self.path} --rebuild`"
             )
+        recorded = manifest.get("manifest_sha256")
+        if recorded is not None and recorded != manifest_checksum(manifest):
+            raise IndexDamaged(self._damaged("manifest.json", "does not match its checksum "
+                                             "(edited or damaged?)"))
         inline = manifest["format_version"] == 2 or "documents" in manifest
         keys = dict(_MANIFEST_KEYS, **({"documents": dict} if inline else {}))
         for key, kind in keys.items():
@@ -472,6 +540,7 @@ class IndexDir:
             }
             manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             manifest["files"] = {f.name: _checksums(f) for f in sorted(tmp.iterdir())}
+            manifest["manifest_sha256"] = manifest_checksum(manifest)
             _write_file(
                 tmp / "manifest.json",
                 json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"),
@@ -482,6 +551,11 @@ class IndexDir:
             _write_file(self.path / "CURRENT.tmp", (version + "\n").encode())
             os.replace(self.path / "CURRENT.tmp", self.path / "CURRENT")
             _fsync_dir(self.path)
+            # After CURRENT: a kill in between leaves PUBLISHED behind CURRENT, which is fine;
+            # the other order would make the live version look rolled back.
+            _write_file(self.path / "PUBLISHED.tmp", (version + "\n").encode())
+            os.replace(self.path / "PUBLISHED.tmp", self.path / "PUBLISHED")
+            _fsync_dir(self.path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -491,20 +565,41 @@ class IndexDir:
         return version
 
     def _next_version(self) -> str:
+        # Every v+digits name counts, the user's too, so a new version never takes one.
         numbers = [int(p.name[1:]) for p in self.path.glob("v[0-9]*") if p.name[1:].isdigit()]
         return f"v{max(numbers, default=0) + 1:06d}"
 
+    def _own_versions(self) -> list[Path]:
+        """Version folders this index wrote (named v + six digits, holding a manifest), oldest
+        first. Nothing else in the folder is ever removed."""
+        return sorted(p for p in self.path.glob("v[0-9]*")
+                      if _VERSION_NAME.fullmatch(p.name) and (p / "manifest.json").is_file())
+
     def _prune(self, keep: set[str]) -> None:
         """Remove old versions, keeping the newest previous one for readers still loading it."""
-        versions = sorted(p for p in self.path.glob("v[0-9]*")
-                          if _VERSION_NAME.fullmatch(p.name) and p.is_dir())
-        old = [p for p in versions if p.name not in keep]
+        old = [p for p in self._own_versions() if p.name not in keep]
         for p in old[:-1]:
             shutil.rmtree(p, ignore_errors=True)
 
+    def _refuse_foreign_folder(self) -> None:
+        """BadRequest if the folder exists, is not an index and holds anything an index did not
+        write: an index must never mix its files with the user's, nor remove them."""
+        if not self.path.exists() or (self.path / "CURRENT").exists():
+            return
+        if not self.path.is_dir():
+            raise BadRequest(f"{self.path} is not a folder; give --index a new or empty folder")
+        foreign = sorted(p.name for p in self.path.iterdir()
+                         if not _OWN_NAMES.fullmatch(p.name) and p not in self._own_versions())
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise BadRequest(f"{self.path} is not an index and not empty ({shown}); give "
+                             "--index a new or empty folder (nothing was changed)")
+
     @contextlib.contextmanager
     def lock(self, *, wait: float = 0.0) -> Iterator[None]:
-        """Hold the writer lock; wait up to ``wait`` seconds for another writer, else IndexBusy."""
+        """Hold the writer lock; wait up to ``wait`` seconds for another writer, else IndexBusy.
+        BadRequest if the folder holds other things than an index."""
+        self._refuse_foreign_folder()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -525,10 +620,12 @@ class IndexDir:
             # replaced), which would otherwise be kept by _prune instead of the previous live one.
             for stale in self.path.glob(".tmp-*"):
                 shutil.rmtree(stale, ignore_errors=True)
+            # Not after a rollback by hand: current_version() refuses it, and the newer
+            # versions it hides are the real ones.
             with contextlib.suppress(IndexNotFound, IndexDamaged, OSError):
                 live = int(self.current_version()[1:])
-                for p in self.path.glob("v[0-9]*"):
-                    if _VERSION_NAME.fullmatch(p.name) and int(p.name[1:]) > live:
+                for p in self._own_versions():
+                    if int(p.name[1:]) > live:
                         shutil.rmtree(p, ignore_errors=True)
             yield
         finally:
