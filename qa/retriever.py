@@ -25,7 +25,7 @@ from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
-from .index.storage import IndexDir, Snapshot
+from .index import IndexDir, Snapshot
 from .index.update import Progress, UpdateReport, apply_update
 
 PASSAGE_WEIGHT = 0.3
@@ -256,10 +256,9 @@ class Retriever:
                 rep.skipped = report.skipped
             if rep.changed or rebuild or not self.index.exists():
                 self.index.write(new)
-                self._snapshot = new
+                self._snapshot = None  # read again, from what was written
             else:
-                self._snapshot = old
-            self._live_token = self.index.live_token()
+                self._snapshot, self._live_token = old, self.index.live_token()
             return rep
 
     def add(

@@ -213,8 +213,8 @@ def test_a_changed_byte_outside_the_sampled_blocks_never_gives_a_cosine_above_on
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small sampling constants stand in for a file over 16 MiB: most of it is not sampled.
-    monkeypatch.setattr("qa.index.storage.FULL_CHECK_BYTES", 1000)
-    monkeypatch.setattr("qa.index.storage._SAMPLE_BLOCK", 16)
+    monkeypatch.setattr("qa.index.checksums.FULL_CHECK_BYTES", 1000)
+    monkeypatch.setattr("qa.index.checksums.SAMPLE_BLOCK", 16)
     idx = tmp_path / "idx"
     build([corpus], idx)
     f = next(live(idx).rglob("sentence_vectors.npy"))

@@ -17,7 +17,7 @@ from ..chunking import Chunk, Chunker
 from ..documents import Document, SkippedFile
 from ..embedders import Embedder
 from ..errors import BadRequest
-from .storage import Snapshot
+from .snapshot import Snapshot
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with counts of texts embedded."""
