@@ -67,8 +67,11 @@ def milvus_client(uri: str) -> Any:
         from pymilvus import MilvusClient
     except ImportError:
         raise QAError("the Milvus backend needs pymilvus: pip install 'qa-cite[milvus]'") from None
-    # pymilvus logs a warning per query iterator against Milvus Lite; it is not ours to show.
-    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+    if uri.endswith(".db"):
+        # Milvus Lite serves in this process and lacks AllocTimestamp, which pymilvus's query
+        # iterator asks for first and then does without: both sides log it, at every listing.
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     token = os.environ.get("QA_MILVUS_TOKEN", "")
     try:
         return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
