@@ -130,7 +130,10 @@ class MilvusIndex:
 
     @property
     def path(self) -> Path:
-        """A local folder for this index's uploads (a replica keeps nothing else locally)."""
+        """A local folder for this index's uploads (a replica keeps nothing else locally):
+        beside a Milvus Lite ``.db``, else in the user's cache folder."""
+        if self.uri.endswith(".db"):
+            return Path(self.uri).with_suffix(".uploads") / self.name
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         key = hashlib.sha256(f"{self.uri}\0{self.name}".encode()).hexdigest()[:16]
         return cache / "qa" / "milvus" / f"{self.name}-{key}"
