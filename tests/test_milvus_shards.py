@@ -48,12 +48,12 @@ def put_document(self, doc_id, version, pending, meta):
     return put(self, doc_id, version, pending, meta)
 milvus.MilvusIndex._put_document = put_document
 
-collect = milvus.MilvusIndex._collect
-def collect_rows(self, doc_id, keep):
+delete = milvus.MilvusIndex._delete_version
+def delete_version(self, doc_id, old, keep):
     if keep:
         pause("committed")          # new version live, old rows not yet deleted
-    return collect(self, doc_id, keep)
-milvus.MilvusIndex._collect = collect_rows
+    return delete(self, doc_id, old, keep)
+milvus.MilvusIndex._delete_version = delete_version
 
 r = Retriever.build([corpus], embedder=TrigramEmbedder(), milvus=db, shard=shard)
 print("DONE", r.last_report.summary(), flush=True)

@@ -59,6 +59,7 @@ MAX_TEXT_BYTES = 65_535
 _TITLE_CHARS = 500
 _PAGE = 1000  # rows per query page (Milvus caps a query's result window at 16,384)
 _STRONG = "Strong"
+_FLUSH_EVERY = 200  # documents written between flushes of Milvus Lite (see flush)
 
 
 def milvus_client(uri: str) -> Any:
@@ -119,6 +120,7 @@ class MilvusIndex:
         self.sentences_name = f"{collection}_sentences"
         self._client: Any = None
         self._loaded = False
+        self._written = 0
 
     def __repr__(self) -> str:
         return f"MilvusIndex({self.uri!r}, {self.name!r})"
@@ -335,15 +337,40 @@ class MilvusIndex:
         for start in range(0, len(sentences), _PAGE):
             self.client.insert(self.sentences_name, sentences[start:start + _PAGE])
         self._put_document(doc_id, version, -1, meta)  # the commit
-        self._collect(doc_id, keep=version)
+        if old:
+            self._delete_version(doc_id, old, keep=version)
         self._put_document(doc_id, version, 0, meta)
+        self._written += 1
+        if self._written % _FLUSH_EVERY == 0:
+            self.flush()
         return version
 
-    def remove_document(self, doc_id: str) -> None:
-        """Remove ``doc_id``: invisible at once, then its rows deleted."""
+    def remove_document(self, doc_id: str, old: dict[str, Any]) -> None:
+        """Remove ``doc_id`` (``old``: its entry in :meth:`documents`): invisible at once, then
+        its rows deleted."""
         self._put_document(doc_id, 0, -1, {})
-        self._collect(doc_id, keep=0)
-        self.client.delete(self.documents_name, filter=f"doc_id == {literal([doc_id])[1:-1]}")
+        self._delete_version(doc_id, old, keep=0)
+        self.client.delete(self.documents_name, ids=[doc_id])
+
+    def _delete_version(self, doc_id: str, old: dict[str, Any], keep: int) -> None:
+        """Delete the rows of version ``old`` by their keys, known from its counts (a delete by
+        filter scans the collection in Milvus Lite); ``keep``: the version that stays."""
+        version = int(old["version"])
+        n_sentences = old.get("sentences")
+        if n_sentences is None:  # not recorded: find them by filter
+            self._collect(doc_id, keep=keep)
+            return
+        self.client.delete(self.sentences_name, ids=[
+            row_id(doc_id, version, "s", j) for j in range(int(n_sentences))])
+        self.client.delete(self.passages_name, ids=[
+            row_id(doc_id, version, "p", i) for i in range(int(old["chunks"]))])
+
+    def flush(self) -> None:
+        """Seal what was written into segments. Only for Milvus Lite, whose unsealed rows are
+        searched and deleted from by a scan in Python; a server seals on its own."""
+        if self.uri.endswith(".db"):
+            for name in (self.passages_name, self.sentences_name, self.documents_name):
+                self.client.flush(name)
 
     def _collect(self, doc_id: str, keep: int) -> None:
         """Delete ``doc_id``'s passages and sentences of every version but ``keep``."""

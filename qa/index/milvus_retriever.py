@@ -218,8 +218,10 @@ class MilvusRetriever(Retriever):
                     progress(done, total)
             for doc_id in sorted(set(remove) - {d.doc_id for d in upsert}):
                 if doc_id in live:
-                    self.milvus.remove_document(doc_id)
+                    self.milvus.remove_document(doc_id, live[doc_id])
                     rep.removed.append(doc_id)
+            if rep.changed:
+                self.milvus.flush()
             self._switch_to_ann_if_large(settings)
         return rep
 
