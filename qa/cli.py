@@ -65,9 +65,12 @@ def _json_line(obj: Any) -> str:
                                 json.dumps(obj, ensure_ascii=False))
 
 
-def _open(index: str | None, progress: Callable[[int, int], None] | None = None) -> Any:
+def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
+          args: argparse.Namespace | None = None) -> Any:
     from .retriever import Retriever, open_default
 
+    if args is not None and args.milvus:
+        return Retriever.load(milvus=args.milvus, collection=args.collection)
     if index:
         return Retriever.load(index)
     if progress is None:
@@ -81,10 +84,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .retriever import Retriever, default_index_dir
 
     index = args.index or str(default_index_dir())
+    if args.shard and not args.milvus:
+        raise QAError("--shard needs --milvus URI (workers share one Milvus collection)")
+    if args.milvus:
+        index = f"Milvus {args.milvus} collection {args.collection}"
     with _progress("embedding") as bar:
         r = Retriever.build(args.paths, index, embedder=args.embedder or DEFAULT_EMBEDDER,
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
-                            passage_vectors=args.passage_vectors)
+                            passage_vectors=args.passage_vectors, milvus=args.milvus,
+                            collection=args.collection, shard=args.shard)
     report = r.last_report
     assert report is not None  # build() always records one
     for s in report.skipped:
@@ -109,7 +117,7 @@ def _print_answer(answer: Any) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     with _progress("embedding") as bar:
-        r = _open(args.index, bar)
+        r = _open(args.index, bar, args)
     answer = r.ask(args.question, args.k)
     if args.json:
         print(_json_line(answer.to_json()))
@@ -119,7 +127,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import eval as ev
+    from . import evaluation as ev
 
     if args.compare:
         diff = ev.compare(*args.compare)
@@ -131,7 +139,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise QAError("give a question set (JSONL or CSV), or --compare A B")
     questions = ev.load_questions(args.questions)
     with _progress("embedding") as bar:
-        r = _open(args.index, bar)
+        r = _open(args.index, bar, args)
     with _progress("questions", unit="q") as bar:
         result = ev.run(r, questions, k=args.k, progress=bar)
     from .evaluation.report import format_summary
@@ -147,6 +155,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .index import IndexDir
     from .retriever import default_index_dir
 
+    if args.milvus:
+        from .index.milvus import MilvusIndex
+
+        milvus = MilvusIndex(args.milvus, args.collection)
+        milvus.settings()  # IndexNotFound / IndexDamaged first, with their messages
+        counts = milvus.verify()
+        print(f"{milvus.where} is intact: {counts['documents']} documents, "
+              f"{counts['passages']} passages, {counts['sentences']} sentences, each document "
+              "stored once, whole, in its live version")
+        return 0
     index = IndexDir(args.index or default_index_dir())
     version, manifest = index.verify(full=True)
     print(f"{index.path}: {version} is intact ({len(manifest['files'])} files checked, "
@@ -157,7 +175,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui.server import serve
 
-    serve(index=args.index, host=args.host, port=args.port, api_only=args.api_only)
+    serve(index=args.index, host=args.host, port=args.port, api_only=args.api_only,
+          milvus=args.milvus, collection=args.collection)
     return 0
 
 
@@ -167,7 +186,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise QAError(str(exc)) from exc
     # stdout carries the protocol: nothing else may be printed there.
-    serve_mcp(_open(args.index))
+    serve_mcp(_open(args.index, args=args))
     return 0
 
 
@@ -190,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embed passages whole (default) or average their sentence vectors "
                         "(half the indexing time)")
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
+    p.add_argument("--shard", metavar="I/N", help="with --milvus: index only the I-th of N "
+                   "disjoint parts of the files (one worker each, any machines)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question with citations")
@@ -221,7 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mcp", help="serve search and ask as MCP tools over stdio")
     p.add_argument("--index", help=index_help)
     p.set_defaults(func=cmd_mcp)
+    for command in sub.choices.values():
+        _add_milvus_options(command)
     return parser
+
+
+def _add_milvus_options(p: argparse.ArgumentParser) -> None:
+    """``--milvus URI`` / ``--collection NAME`` on every command (see qa.index.milvus)."""
+    p.add_argument("--milvus", metavar="URI", default=os.environ.get("QA_MILVUS_URI") or None,
+                   help="keep the index in Milvus: a .db file (Milvus Lite) or "
+                        "http://HOST:19530 (default: $QA_MILVUS_URI; without it, --index)")
+    p.add_argument("--collection", default="qa", metavar="NAME",
+                   help="Milvus collection name prefix (default qa)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
