@@ -132,8 +132,8 @@ def test_marker_brings_its_passage_into_view(page) -> None:
     page.wait_for_timeout(900)
     marker = page.locator("#turn-2 a.qa-cite").first.inner_text().strip("[]")
     expect(page.locator(f"#src-2-{marker}")).to_be_in_viewport(ratio=0.3)
-    # clearing starts over
-    page.click("#qa-clear")
+    # a new conversation starts over
+    page.click("#qa-new-conv")
     page.wait_for_selector("#qa-chat .qa-welcome")
     assert page.locator("#qa-chat .qa-turn").count() == 0
 

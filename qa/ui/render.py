@@ -71,8 +71,10 @@ def _sentences(res: dict[str, Any]) -> list[dict[str, Any]]:
     if res.get("sentences"):
         return [{"text": " ".join(str(s["text"]).split()), "markers": list(s.get("markers") or []),
                  "supported": s.get("supported", True)} for s in res["sentences"]]
-    return [{"text": " ".join(str(c["text"]).split()), "markers": [c["marker"]],
-             "supported": True} for c in res.get("citations") or []]
+    if res.get("citations"):
+        return [{"text": " ".join(str(c["text"]).split()), "markers": [c["marker"]],
+                 "supported": True} for c in res["citations"]]
+    return [{"text": str(res.get("answer", "")), "markers": [], "supported": True}]
 
 
 def _answer_view(turn: int, q: str, res: dict[str, Any]) -> dict[str, Any]:
