@@ -1,4 +1,4 @@
-"""The ``qa`` command line: index, ask, eval, serve.
+"""The ``qa`` command line: index, ask, eval, serve, mcp.
 
 Errors a user can fix print as one line (``qa: error: ...``) with exit status 2, no traceback.
 """
@@ -146,6 +146,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from .mcp_server import serve as serve_mcp
+    except ImportError as exc:
+        raise QAError(str(exc)) from exc
+    # stdout carries the protocol: nothing else may be printed there.
+    serve_mcp(_open(args.index))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qa",
@@ -199,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--api-only", action="store_true", help="serve the HTTP API without the UI")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve search and ask as MCP tools over stdio")
+    p.add_argument("--index", help=index_help)
+    p.set_defaults(func=cmd_mcp)
     return parser
 
 

@@ -12,7 +12,8 @@ import json
 import os
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, com
 from .chunking import Chunker
 from .documents import UnreadableFile, iter_files, load_documents, read_document
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
-from .index.storage import IndexDir, Snapshot
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
+from .index import IndexDir, Snapshot
 from .index.update import Progress, UpdateReport, apply_update
 
 PASSAGE_WEIGHT = 0.3
@@ -39,6 +40,9 @@ _PASSAGE_CANDIDATES = 32
 # numbers of the top 20.
 _ANSWER_PASSAGES = 5
 _FEATURE_PASSAGES = 20
+# How long an update waits for the one before it (in this process or another) before giving up
+# with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
+WRITE_WAIT_S = 30.0
 
 
 # An embedder without a fitted model never abstains: its score scale is unknown.
@@ -108,6 +112,8 @@ class Retriever:
         self._chunker = chunker
         self._passage_vectors = passage_vectors
         self._snapshot: Snapshot | None = None
+        # CURRENT as it was when _snapshot was read: another process's update changes it.
+        self._live_token: tuple[int, int, int] | None = None
         self.last_report: UpdateReport | None = None
         """What the last :meth:`build` did (added, updated, removed, skipped files)."""
         self._write_lock = threading.Lock()
@@ -151,14 +157,16 @@ class Retriever:
     # -- state ----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The live index version (loaded on first use)."""
+        """The live index version (loaded on first use, and again when another process made a
+        newer one live: a server never answers from a replaced or deleted version)."""
         snap = self._snapshot
-        if snap is None:
+        if snap is None or self.index.live_token() != self._live_token:
             with self._load_lock:
-                if self._snapshot is None:
+                token = self.index.live_token()
+                if self._snapshot is None or token != self._live_token:
                     snap = self.index.read()
                     self._check_embedder_name(snap.embedder)
-                    self._snapshot = snap
+                    self._snapshot, self._live_token = snap, token
                 snap = self._snapshot
         return snap
 
@@ -247,6 +255,18 @@ class Retriever:
         }
         return Snapshot.empty(manifest, embedder.dim)
 
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        # A bounded wait: a writer blocked for ever held its thread for ever, and enough of them
+        # used up a server's threads, queries included (#17.3).
+        if not self._write_lock.acquire(timeout=WRITE_WAIT_S):
+            raise IndexBusy(f"index {self.index.path} is busy with another update; try again "
+                            "when it has finished")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _update(
         self,
         *,
@@ -257,7 +277,7 @@ class Retriever:
         progress: Progress | None = None,
         report: UpdateReport | None = None,
     ) -> UpdateReport:
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
             chunker = Chunker(
@@ -277,9 +297,9 @@ class Retriever:
                 rep.skipped = report.skipped
             if rep.changed or rebuild or not self.index.exists():
                 self.index.write(new)
-                self._snapshot = new
+                self._snapshot = None  # read again, from what was written
             else:
-                self._snapshot = old
+                self._snapshot, self._live_token = old, self.index.live_token()
             return rep
 
     def add(
@@ -316,14 +336,22 @@ class Retriever:
         if not docs and (rebuild or not self.index.exists()):
             raise EmptyCorpus(_empty_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
-        root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
-        sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
+        # Sources are where the files were found (links not resolved): a link deleted from the
+        # folder, or a file gone from a moved one, is then recognised as gone. Indexes written
+        # before recorded resolved paths, hence both forms of each root.
+        root_dirs = {s for p in roots if p.is_dir() for s in (os.path.abspath(p),
+                                                               str(p.resolve()))}
+        sources = {d.doc_id: os.path.abspath(d.path) for d in docs}
         gone: list[str] = []
         if self.index.exists() and not rebuild:
             for doc_id, meta in self.snapshot().documents.items():
                 src = meta.get("source", "")
                 under_root = any(src.startswith(root + os.sep) for root in root_dirs)
-                if under_root and doc_id not in present:
+                # A file indexed from a folder that is gone from where it was found (the folder
+                # moved, the file deleted) is stale wherever it came from.
+                vanished = (src.endswith(os.sep + doc_id) and os.path.isabs(src)
+                            and not os.path.lexists(src))
+                if doc_id not in present and (under_root or vanished):
                     gone.append(doc_id)
         return self._update(
             upsert=docs,

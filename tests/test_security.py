@@ -440,6 +440,96 @@ def test_uploaded_html_is_not_served_as_a_page(retriever: Retriever) -> None:
         assert "attachment" in disp or "text/html" not in ctype, (ctype, disp)
 
 
+
+def _gradio_call(c: Any, api_name: str, data: list[Any], **kw: Any) -> tuple[str, Any]:
+    """One call of a Gradio API endpoint over plain HTTP: (event, data) of its last message."""
+    resp = c.post(f"/gradio_api/call/{api_name}", json={"data": data}, **kw)
+    assert resp.status_code == 200, resp.text
+    stream = c.get(f"/gradio_api/call/{api_name}/{resp.json()['event_id']}", **kw).text
+    events = [ln.removeprefix("event: ") for ln in stream.splitlines() if ln.startswith("event:")]
+    payloads = [ln.removeprefix("data: ") for ln in stream.splitlines() if ln.startswith("data:")]
+    return events[-1], json.loads(payloads[-1])
+
+
+def _file_data(path: str) -> dict[str, Any]:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def _gradio_cache_files() -> set[Path]:
+    from gradio.utils import get_upload_folder
+
+    return {p for p in Path(get_upload_folder()).rglob("*") if p.is_file()}
+
+
+def test_gradio_upload_cannot_name_a_file_on_the_server(retriever: Retriever,
+                                                        tmp_path: Path) -> None:
+    """#17.1: the chat's /upload took any server path as if uploaded: "Added 1 document", the
+    file's text then served by /search, a copy left in Gradio's temp folder."""
+    from fastapi.testclient import TestClient
+
+    secret = tmp_path / "outside" / "key.txt"
+    secret.parent.mkdir()
+    secret.write_text("TOPSECRET owl key material 7f3a")
+    secret.chmod(0o600)
+    before = _gradio_cache_files()
+    with TestClient(create_server_app(retriever), raise_server_exceptions=False) as c:
+        replies = {}
+        for path in (str(secret), str(tmp_path / "outside" / "missing.txt"), "/etc/hostname"):
+            event, data = _gradio_call(c, "upload", [[_file_data(path)]])
+            assert event == "error", (path, data)
+            replies[path] = json.dumps(data).replace(path, "PATH")
+        # the same reply whether the file exists or not: nothing to learn about the server
+        assert len(set(replies.values())) == 1, replies
+        event, data = _gradio_call(c, "search", ["owl key material", 3])
+        assert event == "complete"
+        assert all("TOPSECRET" not in p["text"] for p in data[0]["passages"])
+        # a real upload through Gradio still works
+        up = c.post("/gradio_api/upload",
+                    files=[("files", ("owls.txt", b"Owls hunt at night.", "text/plain"))])
+        assert up.status_code == 200, up.text
+        event, data = _gradio_call(c, "upload", [[_file_data(up.json()[0])]])
+        assert event == "complete" and data[0]["added"] == ["owls.txt"], data
+    assert "key.txt" not in {d["doc_id"] for d in retriever.documents()}
+    copied = [p for p in _gradio_cache_files() - before if b"TOPSECRET" in p.read_bytes()]
+    assert copied == []
+
+
+def test_api_token_also_guards_the_chat_and_its_gradio_api(
+    retriever: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#17.2: with QA_API_TOKEN the Gradio routes answered 200 without it."""
+    import base64
+
+    monkeypatch.delenv("QA_AUTH", raising=False)
+    monkeypatch.setenv("QA_API_TOKEN", "tok-123")
+    c = _client(create_server_app(retriever))
+    calls = [("get", "/", None), ("get", "/config", None), ("get", "/gradio_api/info", None),
+             ("post", "/gradio_api/call/ask", {"data": ["cats?", 3]}),
+             ("post", "/gradio_api/call/upload", {"data": [[]]}),
+             ("post", "/gradio_api/queue/join", {"data": ["cats?", 3], "fn_index": 0}),
+             ("post", "/gradio_api/run/ask", {"data": ["cats?", 3]}),
+             ("get", "/gradio_api/file=/etc/hostname", None), *API_CALLS[:4]]
+    wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": "tok-123"},
+             {"Authorization": "Basic " + base64.b64encode(b"x:nope").decode()}]
+    for method, path, body in calls:
+        for headers in wrong:
+            resp = _call(c, method, path, body, headers=headers)
+            assert resp.status_code == 401, (path, headers, resp.status_code)
+            assert "\n" not in resp.json()["detail"]
+    up = c.post("/gradio_api/upload", files=[("files", ("x.txt", b"text", "text/plain"))])
+    assert up.status_code == 401
+    assert c.get("/api/health").status_code == 200
+    # the token opens everything: as a bearer token, or as the browser login's password
+    bearer = {"Authorization": "Bearer tok-123"}
+    basic = {"Authorization": "Basic " + base64.b64encode(b"anyone:tok-123").decode()}
+    assert c.get("/config", headers=bearer).status_code == 200
+    assert c.get("/config", headers=basic).status_code == 200
+    assert c.post("/api/ask", json={"question": "cats?"}, headers=bearer).status_code == 200
+    assert c.post("/api/ask", json={"question": "cats?"}, headers=basic).status_code == 401
+    assert c.post("/gradio_api/upload", headers=bearer,
+                  files=[("files", ("x.txt", b"text", "text/plain"))]).status_code == 200
+
+
 # -- nothing untrusted is unpickled or executed ---------------------------------------------------
 
 # In code (not comments or strings); "eval(" as a call of its own, not `cmd_eval(`.
