@@ -151,6 +151,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from .feedback import export_questions, feedback_path
+    from .retriever import default_index_dir
+
+    index = args.index or str(default_index_dir())
+    written, left_out = export_questions(index, args.file)
+    more = f"; {left_out} left out (thumbs down without a pick, or repeated)" if left_out else ""
+    print(f"wrote {written} questions from {feedback_path(index)} to {args.file}{more}; "
+          f"run them with: qa eval {args.file} --index {index}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .index import IndexDir
     from .retriever import default_index_dir
@@ -227,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results.jsonl, summary.json, report.html")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --out folders")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("feedback", help="turn the chat's feedback into a question set")
+    fsub = p.add_subparsers(dest="feedback_command", required=True)
+    p = fsub.add_parser("export", help="write the feedback as a question set that qa eval runs")
+    p.add_argument("file", help="the question set to write (JSONL)")
+    p.add_argument("--index", help=index_help)
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("verify", help="check every index file against its checksum")
     p.add_argument("--index", help=index_help)
