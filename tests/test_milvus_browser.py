@@ -11,8 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest_ui import SAMPLE, UIServer, free_port
-from tests.test_ui_browser import TIMEOUT, ask, browser, shot, upload  # noqa: F401
+from tests.conftest_ui import (  # noqa: F401 (browser: a fixture)
+    SAMPLE,
+    TIMEOUT,
+    UIServer,
+    ask,
+    browser,
+    free_port,
+    shot,
+    upload,
+)
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
