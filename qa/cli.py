@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,32 @@ def _progress(desc: str, unit: str = "text") -> Iterator[Callable[[int, int], No
     finally:
         if bar is not None:
             bar.close()
+
+
+# Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts sequences that retitle
+# the window or clear the screen), DEL, bidi overrides, and line or paragraph separators.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                              "\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` safe to print on a terminal: what a terminal would act on (escape sequences from a
+    document's text, a newline in a file name) is shown as an escape like ``\\x1b``; newlines
+    are kept when ``newlines``."""
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        if ch == "\n" and newlines:
+            return ch
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return _TERMINAL_UNSAFE.sub(escape, text)
+
+
+def _json_line(obj: Any) -> str:
+    """One JSON line with the characters above written as ``\\u`` escapes: the same JSON value,
+    and safe on a terminal (``json.dumps`` escapes only C0 controls)."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                json.dumps(obj, ensure_ascii=False))
 
 
 def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
@@ -69,7 +96,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     report = r.last_report
     assert report is not None  # build() always records one
     for s in report.skipped:
-        print(f"qa: {s}", file=sys.stderr)
+        print(f"qa: {printable(str(s))}", file=sys.stderr)
     info = r.info()
     print(f"{index}: {report.summary()}; {info['documents']} documents, {info['passages']} "
           f"passages, model {info['embedder']}")
@@ -80,12 +107,12 @@ def _print_answer(answer: Any) -> None:
     if answer.abstained:
         print("Not found in the documents. The closest passages, possibly related:\n")
     else:
-        print(answer.text + "\n")
+        print(printable(answer.text, newlines=True) + "\n")
     for p in answer.passages:
-        print(f"[{p.rank}] {p.doc_id} ({p.title}), characters {p.start}-{p.end}, "
-              f"score {p.score:.3f}")
+        print(f"[{p.rank}] {printable(p.doc_id)} ({printable(p.title)}), characters "
+              f"{p.start}-{p.end}, score {p.score:.3f}")
         text = " ".join(p.text.split())
-        print("    " + (text if len(text) <= 400 else text[:400] + "..."))
+        print("    " + printable(text if len(text) <= 400 else text[:400] + "..."))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -93,7 +120,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         r = _open(args.index, bar, args)
     answer = r.ask(args.question, args.k)
     if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        print(_json_line(answer.to_json()))
     else:
         _print_answer(answer)
     return 0
@@ -121,6 +148,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_summary(result.summary))
     if out:
         print(f"\nwrote {out}/results.jsonl, summary.json, report.html")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from .feedback import export_questions, feedback_path
+    from .retriever import default_index_dir
+
+    index = args.index or str(default_index_dir())
+    written, left_out = export_questions(index, args.file)
+    more = f"; {left_out} left out (thumbs down without a pick, or repeated)" if left_out else ""
+    print(f"wrote {written} questions from {feedback_path(index)} to {args.file}{more}; "
+          f"run them with: qa eval {args.file} --index {index}")
     return 0
 
 
@@ -201,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --out folders")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("feedback", help="turn the chat's feedback into a question set")
+    fsub = p.add_subparsers(dest="feedback_command", required=True)
+    p = fsub.add_parser("export", help="write the feedback as a question set that qa eval runs")
+    p.add_argument("file", help="the question set to write (JSONL)")
+    p.add_argument("--index", help=index_help)
+    p.set_defaults(func=cmd_feedback)
+
     p = sub.add_parser("verify", help="check every index file against its checksum")
     p.add_argument("--index", help=index_help)
     p.set_defaults(func=cmd_verify)
@@ -235,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except QAError as exc:
-        print(f"qa: error: {exc}", file=sys.stderr)
+        print(f"qa: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
