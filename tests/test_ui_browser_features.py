@@ -241,7 +241,7 @@ def test_phone_nothing_clipped_and_a_way_back(page) -> None:  # noqa: F811
             if (!r.width || !r.height || s.visibility === 'hidden') continue;
             if (el.closest('.qa-tip, .qa-viewer-backdrop, [hidden], .hide-container')) continue;
             if (r.left < -1 || r.right > window.innerWidth + 1) {
-              out.push(`${el.tagName}.${el.className} ${Math.round(r.left)}-${Math.round(r.right)}`);
+              out.push(`${el.tagName}.${el.className} ${r.left | 0}-${r.right | 0}`);
             } }
           return out.slice(0, 10); }""")
     assert clipped == []
