@@ -78,6 +78,14 @@ def store_upload(data: bytes, name: str, upload_dir: Path) -> Path:
     return target
 
 
+def discard_upload(source: str, upload_dir: Path) -> None:
+    """Delete a removed document's file if it is in the upload folder (an upload's only copy
+    lived on there after DELETE); a document indexed from anywhere else is never touched."""
+    path = Path(source)
+    if source and path.parent.resolve() == upload_dir.resolve() and path.is_file():
+        path.unlink(missing_ok=True)
+
+
 def upload_dir_for(retriever: Retriever) -> Path:
     return retriever.index.path / "uploads"
 
@@ -223,8 +231,14 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         waiting."""
         if doc_id not in {d["doc_id"] for d in retriever.documents()}:
             raise HTTPException(404, f"no document {doc_id!r} in the index")
-        return await in_write_queue(  # type: ignore[no-any-return]
-            lambda: _report(retriever.remove([doc_id])))
+        return await in_write_queue(lambda: _remove(doc_id))  # type: ignore[no-any-return]
+
+    def _remove(doc_id: str) -> dict[str, Any]:
+        source = retriever.snapshot().documents.get(doc_id, {}).get("source", "")
+        report = retriever.remove([doc_id])
+        if doc_id in report.removed:
+            discard_upload(source, upload_dir_for(retriever))
+        return _report(report)
 
     return app
 

@@ -128,19 +128,32 @@ class Retriever:
     def build(
         cls,
         paths: Iterable[str | os.PathLike[str]],
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         *,
         embedder: Embedder | str = DEFAULT_EMBEDDER,
         chunk_size: int | None = None,
         passage_vectors: str = "embed",
         rebuild: bool = False,
         progress: Progress | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
+        shard: str | tuple[int, int] | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
         Documents that were indexed from these folders and no longer exist are removed.
         ``rebuild=True`` starts from scratch (e.g. to change model or chunking).
+        ``milvus=URI`` keeps the index in Milvus instead (collection ``collection``; ``shard="I/N"``
+        indexes only the I-th of N parts), see :mod:`qa.index.milvus_retriever`.
         """
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.build_milvus(
+                paths, milvus, collection, embedder=embedder, chunk_size=chunk_size,
+                passage_vectors=passage_vectors, rebuild=rebuild, progress=progress, shard=shard)
+        if index_dir is None or shard is not None:
+            raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
         chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
@@ -148,9 +161,18 @@ class Retriever:
 
     @classmethod
     def load(
-        cls, index_dir: str | os.PathLike[str], *, embedder: Embedder | str | None = None
+        cls, index_dir: str | os.PathLike[str] | None = None, *,
+        embedder: Embedder | str | None = None, milvus: str | None = None,
+        collection: str = "qa",
     ) -> Retriever:
-        """Open an existing index. The embedder it was built with is loaded on first query."""
+        """Open an existing index (in ``index_dir``, or in Milvus at ``milvus=URI``). The
+        embedder it was built with is loaded on first query."""
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.load_milvus(milvus, collection, embedder=embedder)
+        if index_dir is None:
+            raise BadRequest("give an index directory (or milvus=URI)")
         r = cls(index_dir, embedder=embedder)
         r.snapshot()  # fail now, with a clear message, if missing or damaged
         return r

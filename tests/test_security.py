@@ -489,6 +489,13 @@ def test_gradio_upload_cannot_name_a_file_on_the_server(retriever: Retriever,
         assert up.status_code == 200, up.text
         event, data = _gradio_call(c, "upload", [[_file_data(up.json()[0])]])
         assert event == "complete" and data[0]["added"] == ["owls.txt"], data
+        # #17.5: Gradio's temporary copy is dropped once the upload folder has the file, and
+        # DELETE removes that one too: a deleted document leaves no copy behind
+        assert not Path(up.json()[0]).exists()
+        kept = retriever.index.path / "uploads" / "owls.txt"
+        assert kept.read_bytes() == b"Owls hunt at night."
+        assert c.delete("/api/documents/owls.txt").json()["removed"] == ["owls.txt"]
+        assert not kept.exists()
     assert "key.txt" not in {d["doc_id"] for d in retriever.documents()}
     copied = [p for p in _gradio_cache_files() - before if b"TOPSECRET" in p.read_bytes()]
     assert copied == []
@@ -528,6 +535,84 @@ def test_api_token_also_guards_the_chat_and_its_gradio_api(
     assert c.post("/api/ask", json={"question": "cats?"}, headers=basic).status_code == 401
     assert c.post("/gradio_api/upload", headers=bearer,
                   files=[("files", ("x.txt", b"text", "text/plain"))]).status_code == 200
+
+
+
+def test_delete_removes_the_uploaded_file_and_nothing_else(retriever: Retriever,
+                                                           tmp_path: Path) -> None:
+    """#17.5: DELETE /api/documents/x left the file in the upload folder."""
+    c = _client(create_app(retriever))
+    up = c.post("/api/documents", files=[("files", ("owls.txt", b"Owls hunt.", "text/plain"))])
+    assert up.json()["added"] == ["owls.txt"]
+    uploaded = retriever.index.path / "uploads" / "owls.txt"
+    assert uploaded.exists()
+    assert c.delete("/api/documents/owls.txt").json()["removed"] == ["owls.txt"]
+    assert not uploaded.exists()
+    # a document indexed from the user's own folder: out of the index, the file untouched
+    source = retriever.snapshot().documents["cats.txt"]["source"]
+    assert Path(source).exists()
+    assert c.delete("/api/documents/cats.txt").json()["removed"] == ["cats.txt"]
+    assert Path(source).exists()
+
+
+def test_links_out_of_the_indexed_folder_are_not_followed(tmp_path: Path) -> None:
+    """#17.5: docs/passwd.txt -> /etc/passwd was indexed and served."""
+    outside = tmp_path / "outside"
+    (outside / "more").mkdir(parents=True)
+    (outside / "secret.txt").write_text("TOPSECRET owl key material.")
+    (outside / "more" / "also.md").write_text("TOPSECRET owl notes.")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "owls.txt").write_text("Owls hunt at night.")
+    (docs / "sub" / "barn.txt").write_text("Barn owls nest in barns.")
+    (docs / "passwd.txt").symlink_to("/etc/passwd")
+    (docs / "key.txt").symlink_to(outside / "secret.txt")
+    (docs / "linked").symlink_to(outside / "more")
+    (docs / "same.txt").symlink_to(docs / "sub" / "barn.txt")  # inside: followed
+    r = Retriever.build([docs], tmp_path / "idx", embedder=TrigramEmbedder())
+    assert sorted(d["doc_id"] for d in r.documents()) == ["owls.txt", "same.txt", "sub/barn.txt"]
+    reasons = {Path(s.path).name: s.reason for s in r.last_report.skipped}
+    assert set(reasons) == {"passwd.txt", "key.txt", "linked"}, reasons
+    assert all("outside the folder" in why for why in reasons.values())
+    for q in ("owl key material", "root:x:0:0"):
+        assert all("TOPSECRET" not in p.text and "root:" not in p.text for p in r.search(q, 5))
+    # a file given by name is the user's explicit choice and is read
+    assert Retriever.build([docs / "key.txt"], tmp_path / "idx2",
+                           embedder=TrigramEmbedder()).documents()[0]["doc_id"] == "key.txt"
+
+
+def test_qa_ask_prints_no_terminal_escapes_and_one_line_per_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17.5: document text with ``\x1b]0;...\x07\x1b[2J`` was printed raw by ``qa ask`` (it
+    retitles the terminal and clears the screen), and a file name with a newline split the
+    output."""
+    import qa.retriever
+    from qa.cli import main
+
+    monkeypatch.setattr(qa.retriever, "get_embedder", lambda spec: TrigramEmbedder(spec))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    evil = "Owls hunt at night.\x1b]0;pwned\x07\x1b[2J Owls see in the dark\x9b31m \u202e."
+    (docs / "owls\n[9] fake.txt").write_text(evil)
+    (docs / "bells\x07.md").write_text("# Bells\x1b[5m\n\nOwls ring no bells.")
+    Retriever.build([docs], tmp_path / "idx", embedder=TrigramEmbedder())
+    r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    monkeypatch.setattr(Retriever, "load", classmethod(lambda cls, *a, **kw: r))
+    assert main(["ask", "Do owls hunt at night?", "--index", str(tmp_path / "idx")]) == 0
+    out = capsys.readouterr().out
+    unsafe = [ch for ch in out if ch != "\n" and (unicodedata.category(ch) == "Cc"
+                                                  or ch in "\u202e\u2028")]
+    assert unsafe == [], out
+    assert "\\x1b]0;pwned\\x07" in out and "owls\\x0a[9] fake.txt" in out
+    headers = [ln for ln in out.splitlines() if ln.startswith("[")]
+    assert [h[:3] for h in headers] == ["[1]", "[2]"], out  # no line forged by a file name
+    assert main(["ask", "Do owls hunt at night?", "--index", str(tmp_path / "idx"),
+                 "--json"]) == 0
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and "\x1b" not in line and "\x9b" not in line
+    parsed = json.loads(line)
+    assert any("\x1b]0;pwned\x07" in p["text"] for p in parsed["passages"])  # same value
 
 
 # -- nothing untrusted is unpickled or executed ---------------------------------------------------

@@ -5,6 +5,7 @@ plain data for the Gradio handlers and API endpoints; nothing here builds HTML.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import shutil
@@ -220,6 +221,21 @@ def _path_of(item: Any) -> str:
     if isinstance(item, dict):
         return str(item.get("path") or "")
     return str(getattr(item, "path", "") or "")
+
+
+def discard_gradio_copies(items: Sequence[Any] | None) -> None:
+    """Delete Gradio's temporary copies of uploaded files once the upload folder has its own:
+    Gradio keeps them until the server stops, so a document deleted from the index lived on
+    there. Only files inside Gradio's upload folder are touched."""
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
+    for item in items or []:
+        path = Path(_path_of(item))
+        if path.name and cache in path.resolve().parents:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the per-file folder Gradio made, if now empty
+                path.parent.rmdir()
 
 
 def _restore(target: Path, backup: Path | None) -> None:

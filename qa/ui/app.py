@@ -22,7 +22,7 @@ import gradio as gr
 from ..documents import SUPPORTED_SUFFIXES
 from ..errors import QAError
 from . import conversations as convs
-from .actions import DEFAULT_K, MAX_UI_K, ChatActions
+from .actions import DEFAULT_K, MAX_UI_K, ChatActions, discard_gradio_copies
 from .render import (
     TITLE,
     render_conversation,
@@ -168,6 +168,8 @@ def build_app(retriever: Any) -> Any:
             status = render_upload_status(actions.upload(files, progress=step))
         except QAError as exc:
             status = render_upload_status(None, error=str(exc))
+        finally:
+            discard_gradio_copies(files)
         return (status, *index_views(), None)
 
     # ---- server functions (called from the page's scripts; never API endpoints) ----
@@ -215,6 +217,8 @@ def build_app(retriever: Any) -> Any:
             return actions.upload(files or [])
         except QAError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+        finally:
+            discard_gradio_copies(files)
 
     info0 = retriever.info()
     docs0 = retriever.documents()
