@@ -125,6 +125,7 @@ def test_delete_a_document_after_confirming(page, ui_server: UIServer,  # noqa: 
     doc.write_text("Der Kormoran trocknet seine Flügel in der Sonne.", encoding="utf-8")
     upload(page, doc)
     before = doc_count(ui_server)
+    assert (ui_server.index_dir / "uploads" / "loeschen-bitte.txt").is_file()
     row = page.locator("#qa-index-panel li[data-doc='loeschen-bitte.txt']")
     row.locator(".qa-doc-del").click()
     confirm = row.locator(".qa-doc-confirm")
@@ -136,6 +137,7 @@ def test_delete_a_document_after_confirming(page, ui_server: UIServer,  # noqa: 
     row.locator(".qa-del-yes").click()
     page.wait_for_selector("#qa-index-panel li[data-doc='loeschen-bitte.txt']", state="detached")
     assert doc_count(ui_server) == before - 1
+    assert not (ui_server.index_dir / "uploads" / "loeschen-bitte.txt").exists()
     assert "Deleted loeschen-bitte.txt" in page.inner_text("#qa-index-panel")
     assert str(before - 1) in page.inner_text("#qa-index-pill")
 
