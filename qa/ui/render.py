@@ -192,8 +192,7 @@ def render_index(info: dict[str, Any], documents: Sequence[dict[str, Any]],
                    more=max(len(documents) - MAX_LISTED_DOCUMENTS, 0))
 
 
-def render_upload_status(rep: dict[str, Any] | None, error: str | None = None,
-                         indexing: Sequence[str] = ()) -> str:
+def render_upload_status(rep: dict[str, Any] | None, error: str | None = None) -> str:
     """What the last upload did (or the upload rules, before any)."""
     kind = "idle"
     if error:
@@ -204,7 +203,7 @@ def render_upload_status(rep: dict[str, Any] | None, error: str | None = None,
         kind = "warn" if bad and good else "bad" if bad else "ok"
     types = ", ".join(s for s in SUPPORTED_SUFFIXES if s != ".markdown")
     return _render("upload_status.html", kind=kind, error=error, types=types,
-                   limit_mb=MAX_UPLOAD_BYTES // 2**20, indexing=list(indexing),
+                   limit_mb=MAX_UPLOAD_BYTES // 2**20,
                    lines=rep["message"].split("\n") if rep else [])
 
 
