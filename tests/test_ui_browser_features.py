@@ -170,6 +170,9 @@ def test_conversations_survive_a_reload(page) -> None:  # noqa: F811
     page.reload()
     page.wait_for_selector("#turn-1 .qa-a:not(.qa-a-pending)")
     assert "stille Übereinkunft" in page.inner_text("#qa-chat")  # the open one is back
+    save = page.locator("#qa-history .qa-save-conv")  # exported only by the user, from the page
+    assert save.get_attribute("download") == "conversation.md"
+    assert save.get_attribute("href").startswith("data:text/markdown")
     assert page.locator("#qa-sources .qa-src").count() >= 1
     page.click("#qa-history summary")
     items = page.locator("#qa-history .qa-conv-open")
