@@ -23,10 +23,11 @@ import numpy as np
 from . import abstain
 from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, compose
 from .chunking import Chunker
-from .documents import UnreadableFile, iter_files, load_documents, read_document
+from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
 from .index import IndexDir, Snapshot
+from .index.document_text import document_text
 from .index.update import Progress, UpdateReport, apply_update
 
 PASSAGE_WEIGHT = 0.3
@@ -236,29 +237,9 @@ class Retriever:
         ]
 
     def document_text(self, doc_id: str) -> str:
-        """The text of an indexed document, as the offsets of its passages and citations refer to
-        it: the source file when it still holds what was indexed, else the passages put back at
-        their offsets (the gaps between them, whitespace the splitter dropped, as line breaks).
-        BadRequest for an unknown id."""
-        snap = self.snapshot()
-        meta = snap.documents.get(doc_id)
-        if meta is None:
-            raise BadRequest(f"no document {doc_id!r} in the index")
-        try:
-            doc = read_document(meta.get("source") or "", doc_id)
-            if doc.content_hash == meta.get("sha256"):
-                return doc.text
-        except (UnreadableFile, OSError):
-            pass
-        pieces: list[str] = []
-        end = 0
-        for c in sorted((c for c in snap.chunks if c.doc_id == doc_id), key=lambda c: c.start):
-            if c.start > end:
-                pieces.append("\n" * min(c.start - end, 2) + " " * max(c.start - end - 2, 0))
-            if c.end > end:
-                pieces.append(c.text[max(end - c.start, 0):])
-                end = c.end
-        return "".join(pieces)
+        """The text of an indexed document, as its passages' and citations' offsets refer to it
+        (see :func:`qa.index.document_text.document_text`); BadRequest for an unknown id."""
+        return document_text(self.snapshot(), doc_id)
 
     # -- updates --------------------------------------------------------------------------
 
