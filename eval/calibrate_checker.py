@@ -79,9 +79,10 @@ def load_pairs(xquad: Path, seed: int = 0) -> list[dict[str, Any]]:
         for pi, p in enumerate(paras):
             ctx = p["de"]
 
-            def add(claim: str, label: int, kind: str, _ctx: str = ctx) -> None:
+            def add(claim: str, label: int, kind: str, _ctx: str = ctx,
+                    _half: str = half) -> None:
                 pairs.append({"claim": claim, "passage": _ctx, "label": label, "kind": kind,
-                              "half": half})
+                              "half": _half})
 
             for s in p["en_sents"]:
                 add(s, 1, "paraphrase-en")

@@ -211,7 +211,7 @@ def test_follow_up_is_rewritten_from_history_and_the_rewrite_shown(retriever, fa
     assert "Who was supposed to mediate" in fake.behaviour.requests[1]["messages"][1]["content"]
 
 
-# -- surfaces: CLI, HTTP API (SSE), eval ------------------------------------------------------------
+# -- surfaces: CLI, HTTP API (SSE), eval ---------------------------------------------------------
 
 def _qa(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_LLM")}

@@ -77,20 +77,20 @@ def test_answer_streams_then_unsupported_sentence_is_marked(browser, chat_url: s
             "n => { const e = document.querySelector('#turn-1 .qa-stream-text');"
             " return e && e.innerText.length > n + 20; }", arg=len(first))
         assert "fake-model" in pg.inner_text("#turn-1 .qa-a-streaming .qa-a-label")
-        assert pg.locator("#turn-1 .qa-unsupported").count() == 0
+        assert pg.locator("#turn-1 .qa-sent.is-unsupported").count() == 0
         shot(pg, "generated-streaming")
 
         # then the checked answer: the paraphrase supported, the made-up sentence marked
         pg.wait_for_selector("#turn-1 .qa-a:not(.qa-a-pending):not(.qa-a-streaming)")
         label = pg.inner_text("#turn-1 .qa-a-label")
         assert "fake-model" in label
-        bad = pg.locator("#turn-1 .qa-unsupported")
+        bad = pg.locator("#turn-1 .qa-sent.is-unsupported")
         assert bad.count() == 1
         assert "cede Crimea for 2 billion dollars" in bad.inner_text()
         assert "unsupported" in bad.locator(".qa-unsupported-tag").inner_text().lower()
-        good = pg.locator("#turn-1 .qa-sent:not(.qa-unsupported)")
+        good = pg.locator("#turn-1 .qa-sent:not(.is-unsupported)")
         assert good.count() == 1 and "permanently neutral" in good.inner_text()
-        assert pg.locator("#turn-1 .qa-sent a.qa-cite").count() == 2
+        assert pg.locator("#turn-1 .qa-a-text a.qa-cite").count() == 2
         # the supported sentence's evidence is highlighted in the cited passage
         assert "neutral" in pg.inner_text("#qa-sources .qa-src.is-cited mark")
         shot(pg, "generated-checked")
@@ -100,7 +100,7 @@ def test_answer_streams_then_unsupported_sentence_is_marked(browser, chat_url: s
         pg.fill("#qa-question textarea", QUESTION)
         pg.press("#qa-question textarea", "Enter")
         pg.wait_for_selector("#turn-2 .qa-a:not(.qa-a-pending):not(.qa-a-streaming)")
-        assert "written by" not in pg.inner_text("#turn-2 .qa-a-label")
+        assert "fake-model" not in pg.inner_text("#turn-2 .qa-a-label")
         assert "dauerhaft neutral" in pg.inner_text("#turn-2 .qa-a-text")
         assert errors == []
     finally:

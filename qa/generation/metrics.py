@@ -23,7 +23,8 @@ GENERATED_METRICS = ("generated_share", "fallback_rate", "supported_share",
                      "citation_precision", "citation_recall", "language_match")
 
 
-def judge_generated(row: dict[str, Any], checker: SentenceChecker, lang: str = "") -> dict[str, Any]:
+def judge_generated(row: dict[str, Any], checker: SentenceChecker,
+                    lang: str = "") -> dict[str, Any]:
     """Counts for one answer (the ``Answer.to_json()`` object) of a run with a model."""
     out: dict[str, Any] = {"generated": row.get("mode") == "generated",
                            "fallback": bool(row.get("notice")) and not row.get("abstained")}
