@@ -306,3 +306,24 @@ def test_eval_reports_citation_precision_and_recall(retriever, fake, tmp_path: P
 
     table = format_summary(json.loads((out / "summary.json").read_text()))
     assert "citation precision" in table and "0.500" in table
+
+
+def test_compare_puts_an_extractive_and_a_generated_run_side_by_side(tmp_path: Path) -> None:
+    from qa import evaluation as ev
+    from qa.evaluation.report import format_compare
+
+    row = {"id": "q1", "question": QUESTION, "verdict": {
+        "answerable": True, "abstained": False, "correct": True, "doc_rank": 1,
+        "reciprocal_rank": 1.0}}
+    runs = {"extractive": {"hit@1": 1.0}, "generated": {
+        "hit@1": 1.0, "generated_share": 0.9, "fallback_rate": 0.1, "supported_share": 0.75,
+        "citation_precision": 0.7, "citation_recall": 0.8, "language_match": 1.0}}
+    for name, summary in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+        (tmp_path / name / "results.jsonl").write_text(json.dumps(row) + "\n")
+    a, b = str(tmp_path / "extractive"), str(tmp_path / "generated")
+    text = format_compare(ev.compare(a, b), a, b)
+    line = next(x for x in text.splitlines() if x.startswith("citation precision"))
+    assert line.split()[2:4] == ["-", "0.700"]
+    assert "generated sentences supported" in text and "model answer replaced" in text

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest_ui import free_port
+from tests.conftest_ui import TIMEOUT, browser, free_port, shot  # noqa: F401 (fixtures)
 from tests.fake_llm import Behaviour, FakeLLM
 from tests.test_generation import MADE_UP, PARAPHRASE, QUESTION, openai_missing
-from tests.test_ui_browser import CHROMIUM, TIMEOUT, browser, shot  # noqa: F401
 
 pytestmark = [
     pytest.mark.model,

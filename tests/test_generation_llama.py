@@ -115,12 +115,12 @@ def test_qa_eval_reports_citation_metrics_for_a_generated_run(llama_server: str,
                                                                tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (REPO / "eval" / "sample.jsonl").read_text().splitlines()
             if x.strip()]
-    subset = [r for r in rows if r.get("doc")][:2]
+    subset = [r for r in rows if r.get("doc")][:1]
     qs = tmp_path / "q.jsonl"
     qs.write_text("".join(json.dumps(r) + "\n" for r in subset))
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_LLM")}
     out = subprocess.run(
-        [sys.executable, "-m", "qa.cli", "eval", str(qs), "--index", str(sample_index), "-k", "3",
+        [sys.executable, "-m", "qa.cli", "eval", str(qs), "--index", str(sample_index), "-k", "2",
          "--out", str(tmp_path / "run"), "--llm-url", llama_server,
          "--llm-timeout", str(TIMEOUT)],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=4 * TIMEOUT)

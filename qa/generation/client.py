@@ -19,7 +19,9 @@ from ..errors import QAError
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a whole answer may take (connection, first token and the rest), unless configured."""
-MAX_ANSWER_TOKENS = 400
+MAX_ANSWER_TOKENS = 250
+# Small models go on to invent the next exchange ("Question: ..."); stop them there.
+STOP = ["\nQuestion:", "\nPassages:", "\nFrage:"]
 
 Message = dict[str, str]
 log = logging.getLogger(__name__)
@@ -136,7 +138,7 @@ class ChatClient:
         try:
             stream = client.chat.completions.create(
                 model=model, messages=list(messages), stream=True, max_tokens=max_tokens,
-                temperature=temperature,
+                temperature=temperature, stop=STOP,
             )
         except QAError:
             raise
