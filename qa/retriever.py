@@ -27,7 +27,8 @@ from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
 from .index import IndexDir, Snapshot
-from .index.update import Progress, UpdateReport, apply_update
+from .index.document_text import document_text
+from .index.update import Progress, UpdateReport, apply_update, rewrite
 
 PASSAGE_WEIGHT = 0.3
 MAX_QUESTION_CHARS = 2000
@@ -127,19 +128,32 @@ class Retriever:
     def build(
         cls,
         paths: Iterable[str | os.PathLike[str]],
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         *,
         embedder: Embedder | str = DEFAULT_EMBEDDER,
         chunk_size: int | None = None,
         passage_vectors: str = "embed",
         rebuild: bool = False,
         progress: Progress | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
+        shard: str | tuple[int, int] | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
         Documents that were indexed from these folders and no longer exist are removed.
         ``rebuild=True`` starts from scratch (e.g. to change model or chunking).
+        ``milvus=URI`` keeps the index in Milvus instead (collection ``collection``; ``shard="I/N"``
+        indexes only the I-th of N parts), see :mod:`qa.index.milvus_retriever`.
         """
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.build_milvus(
+                paths, milvus, collection, embedder=embedder, chunk_size=chunk_size,
+                passage_vectors=passage_vectors, rebuild=rebuild, progress=progress, shard=shard)
+        if index_dir is None or shard is not None:
+            raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
         chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
@@ -147,9 +161,18 @@ class Retriever:
 
     @classmethod
     def load(
-        cls, index_dir: str | os.PathLike[str], *, embedder: Embedder | str | None = None
+        cls, index_dir: str | os.PathLike[str] | None = None, *,
+        embedder: Embedder | str | None = None, milvus: str | None = None,
+        collection: str = "qa",
     ) -> Retriever:
-        """Open an existing index. The embedder it was built with is loaded on first query."""
+        """Open an existing index (in ``index_dir``, or in Milvus at ``milvus=URI``). The
+        embedder it was built with is loaded on first query."""
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.load_milvus(milvus, collection, embedder=embedder)
+        if index_dir is None:
+            raise BadRequest("give an index directory (or milvus=URI)")
         r = cls(index_dir, embedder=embedder)
         r.snapshot()  # fail now, with a clear message, if missing or damaged
         return r
@@ -201,8 +224,9 @@ class Retriever:
             "embedder": snap.embedder,
             "dim": snap.manifest["dim"],
             "documents": snap.document_count,
-            "passages": len(snap.chunks),
-            "sentences": len(snap.sentence_vectors),
+            "passages": snap.passage_count,
+            "sentences": snap.sentence_count,
+            "segments": len(snap.views),
             "chunking": snap.manifest["chunking"],
         }
 
@@ -212,6 +236,11 @@ class Retriever:
             {"doc_id": d, "title": m["title"], "chars": m["chars"], "passages": m["chunks"]}
             for d, m in self.snapshot().documents.items()
         ]
+
+    def document_text(self, doc_id: str) -> str:
+        """The text of an indexed document, as its passages' and citations' offsets refer to it
+        (see :func:`qa.index.document_text.document_text`); BadRequest for an unknown id."""
+        return document_text(self.snapshot(), doc_id)
 
     # -- updates --------------------------------------------------------------------------
 
@@ -226,9 +255,8 @@ class Retriever:
             "embedder": embedder.name,
             "dim": embedder.dim,
             "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors},
-            "documents": {},
         }
-        return Snapshot.empty(manifest, embedder.dim)
+        return Snapshot.empty(manifest)
 
     @contextmanager
     def _writers_turn(self) -> Iterator[None]:
@@ -258,7 +286,8 @@ class Retriever:
             chunker = Chunker(
                 chunk_size=chunking["chunk_size"], chunk_overlap=chunking["chunk_overlap"]
             )
-            new, rep = apply_update(
+            rep = apply_update(
+                self.index,
                 old,
                 upsert=upsert,
                 remove=remove,
@@ -267,15 +296,19 @@ class Retriever:
                 chunker=chunker,
                 passage_vectors=chunking.get("passage_vectors", "embed"),
                 progress=progress,
+                force=rebuild or not self.index.exists(),
             )
             if report is not None:
                 rep.skipped = report.skipped
-            if rep.changed or rebuild or not self.index.exists():
-                self.index.write(new)
-                self._snapshot = None  # read again, from what was written
-            else:
-                self._snapshot, self._live_token = old, self.index.live_token()
+            self._snapshot = None  # read again, from what was written
             return rep
+
+    def optimize(self) -> None:
+        """Merge the index's segments into one, dropping deleted passages (``qa index
+        --optimize``): answering then searches one structure, rebuilt for the whole index."""
+        with self._write_lock, self.index.lock(wait=30.0):
+            rewrite(self.index, self.index.read())
+            self._snapshot = None
 
     def add(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None
@@ -343,7 +376,7 @@ class Retriever:
         self, question: str, k: int
     ) -> tuple[Snapshot, list[tuple[int, float]], dict[int, np.ndarray]]:
         snap = self.snapshot()
-        if not snap.chunks:
+        if not snap.passage_count:
             return snap, [], {}
         q = self.embedder.embed_queries([question])
         if q.shape[1] != snap.manifest["dim"]:
@@ -351,18 +384,12 @@ class Retriever:
                 f"embedder gives {q.shape[1]}-dimensional vectors, index holds "
                 f"{snap.manifest['dim']}"
             )
-        sentence_store = snap.store("sentences")
-        # Without a sentence store (large indexes) more passages are re-scored instead.
-        depth = _PASSAGE_CANDIDATES * (1 if sentence_store is not None else 3) + k
-        _, chunk_ids = snap.store("chunks").search(q, depth)  # type: ignore[union-attr]
-        rows = set(chunk_ids[0][chunk_ids[0] >= 0].tolist())
-        if sentence_store is not None:
-            _, sent_ids = sentence_store.search(q, _SENTENCE_CANDIDATES + k)
-            rows.update(snap.sentence_chunks[sent_ids[0][sent_ids[0] >= 0]].tolist())
+        # Without a sentence store (large segments) more passages are re-scored instead.
+        rows_in_order = snap.candidate_rows(q, passages=_PASSAGE_CANDIDATES + k,
+                                            sentences=_SENTENCE_CANDIDATES + k)
         qv = q[0]
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
-        rows_in_order = sorted(rows)
         passage_sims = snap.passage_vectors(rows_in_order) @ qv
         for row, passage_sim in zip(rows_in_order, passage_sims.tolist()):
             sims = snap.sentence_vectors_of(row) @ qv

@@ -230,8 +230,9 @@ def _open_retriever(index: str | None) -> Any:
 
 
 def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          api_only: bool = False) -> None:
-    """Serve until interrupted. Errors a user can fix raise QAError with a one-line message."""
+          api_only: bool = False, *, milvus: str | None = None, collection: str = "qa") -> None:
+    """Serve until interrupted. Errors a user can fix raise QAError with a one-line message.
+    ``milvus=URI`` serves the index in that Milvus collection (no local index files)."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
     if api_only and not api_available():
@@ -243,7 +244,12 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     if not api_only and importlib.util.find_spec("gradio") is None:
         raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
     _check_port_free(host, port)
-    retriever = _open_retriever(index)
+    if milvus:
+        from ..retriever import Retriever
+
+        retriever = Retriever.load(milvus=milvus, collection=collection)
+    else:
+        retriever = _open_retriever(index)
     # Load the embedding model now, in the background, so the first question is quick.
     threading.Thread(target=lambda: retriever.embedder, daemon=True).start()
     app = create_server_app(retriever, auth=auth, api_only=api_only)
