@@ -42,7 +42,8 @@ def sse_stream(events: Iterable[StreamEvent]) -> Iterator[str]:
 
 def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
     """``(event, data)`` pairs from the lines of a server-sent event stream (for clients)."""
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:
