@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from .errors import one_line
+
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
@@ -148,11 +150,6 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     return text, title
 
 
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _pdf_text(path: Path) -> str:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
@@ -161,9 +158,9 @@ def _pdf_text(path: Path) -> str:
         reader = PdfReader(str(path))
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise UnreadableFile(f"damaged PDF ({_one_line(exc)})") from exc
+        raise UnreadableFile(f"damaged PDF ({one_line(exc, 200)})") from exc
     except Exception as exc:  # pypdf on a damaged file can raise nearly anything
-        raise UnreadableFile(f"damaged PDF ({type(exc).__name__}: {_one_line(exc)})") from exc
+        raise UnreadableFile(f"damaged PDF ({type(exc).__name__}: {one_line(exc, 200)})") from exc
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -24,14 +23,12 @@ from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, com
 from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
+from .errors import EmbedderMismatch, EmptyCorpus, IndexNotFound
 from .index.storage import IndexDir, Snapshot
 from .index.update import Progress, UpdateReport, apply_update
+from .limits import DEFAULT_K, check_k, clean_question
 
 PASSAGE_WEIGHT = 0.3
-MAX_QUESTION_CHARS = 2000
-MAX_K = 50
-DEFAULT_K = 5
 # Candidates fetched from each vector store before exact re-scoring.
 _SENTENCE_CANDIDATES = 64
 _PASSAGE_CANDIDATES = 32
@@ -54,33 +51,6 @@ def calibration_for(embedder: str) -> dict[str, Any]:
     else:
         text = resources.files("qa").joinpath("calibration.json").read_text(encoding="utf-8")
     return json.loads(text).get(embedder, _UNCALIBRATED)  # type: ignore[no-any-return]
-
-
-def clean_question(question: str) -> str:
-    """The question with control characters turned into spaces; BadRequest if empty or huge."""
-    if not isinstance(question, str):
-        raise BadRequest(f"question must be text, got {type(question).__name__}")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise BadRequest(
-            f"question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS})"
-        )
-    cleaned = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") else ch
-        for ch in question
-    )
-    cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        raise BadRequest("question is empty")
-    return cleaned
-
-
-def check_k(k: int) -> int:
-    """``k`` as an int in ``[1, MAX_K]``, else BadRequest."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise BadRequest(f"k must be a whole number, got {k!r}")
-    if not 1 <= k <= MAX_K:
-        raise BadRequest(f"k must be between 1 and {MAX_K}, got {k}")
-    return int(k)
 
 
 class Retriever:

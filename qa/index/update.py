@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,17 @@ class UpdateReport:
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the HTTP API and the chat return it; skipped files by name only
+        (a server's paths are not the client's business)."""
+        return {
+            "added": list(self.added),
+            "updated": list(self.updated),
+            "unchanged": list(self.unchanged),
+            "removed": list(self.removed),
+            "skipped": [{"file": Path(s.path).name, "reason": s.reason} for s in self.skipped],
+        }
 
 
 def _embed(

@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
-import threading
-import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..api import safe_upload_name
+from ..answer import NOT_FOUND
 from ..documents import SUPPORTED_SUFFIXES
-from ..errors import BadRequest, QAError
+from ..errors import QAError, one_line
+from ..limits import DEFAULT_K, MAX_QUESTION_CHARS, check_k
+from ..uploads import MAX_UPLOAD_BYTES, Received, add_uploads
 
-DEFAULT_K = 5
 MAX_UI_K = 20
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_EARLIER_TURNS = 10
 MAX_LISTED_DOCUMENTS = 200
-NOT_FOUND = "Not found in the documents."
 
 EXAMPLES = [
     "What did Ukraine offer in Istanbul?",
@@ -48,24 +44,7 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-# -- file names -----------------------------------------------------------------------------------
-
-def upload_dir_for(retriever: Any) -> Path:
-    """Where uploads are kept: ``<index_dir>/uploads``."""
-    return Path(retriever.index.path) / "uploads"
-
-
 # -- payloads (what the API returns and the HTML is rendered from) -------------------------------
-
-def _as_k(k: Any, *, limit: int = 50) -> int:
-    if isinstance(k, float) and k.is_integer():
-        k = int(k)
-    if isinstance(k, str) and k.strip().isdigit():
-        k = int(k.strip())
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
-        raise QAError(f"k must be a whole number between 1 and {limit}, got {k!r}")
-    return k
-
 
 def passage_payload(p: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
     """``Passage.to_json()`` plus how many passages its document has (for the chat's cards)."""
@@ -86,17 +65,16 @@ class Core:
 
     def __init__(self, retriever: Any) -> None:
         self.r = retriever
-        self._upload_lock = threading.Lock()
 
     def _doc_passages(self) -> dict[str, int]:
         return {d["doc_id"]: d["passages"] for d in self.r.documents()}
 
     def ask(self, question: str, k: int = DEFAULT_K) -> dict[str, Any]:
-        answer = self.r.ask(question, _as_k(k))
+        answer = self.r.ask(question, check_k(k))
         return answer_payload(answer, self._doc_passages())
 
     def search(self, question: str, k: int = DEFAULT_K) -> dict[str, Any]:
-        passages = self.r.search(question, _as_k(k))
+        passages = self.r.search(question, check_k(k))
         docs = self._doc_passages()
         return {"question": question, "passages": [passage_payload(p, docs) for p in passages]}
 
@@ -107,77 +85,10 @@ class Core:
 
     def upload(self, paths: Sequence[Any] | None,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Copy uploaded files into the upload folder and add them to the index.
-
-        Unsupported, too large or unreadable files are named in ``skipped`` and leave both the
-        index and the upload folder as they were."""
-        files = [_path_of(p) for p in (paths or []) if p]
-        skipped: list[dict[str, str]] = []
-        staged: list[tuple[str, Path, Path | None]] = []  # (shown name, saved file, backup)
-        report: Any = None
-        folder = upload_dir_for(self.r)
-        with self._upload_lock:
-            folder.mkdir(parents=True, exist_ok=True)
-            taken: set[str] = set()
-            for src in files:
-                shown = Path(src).name
-                try:  # the same rules as the HTTP API: type, and a name that stays in the folder
-                    name = safe_upload_name(shown)
-                except BadRequest as exc:
-                    skipped.append({"file": shown, "reason": str(exc).removeprefix(f"{shown}: ")})
-                    continue
-                try:
-                    size = os.path.getsize(src)
-                except OSError as exc:
-                    skipped.append({"file": shown, "reason": exc.strerror or str(exc)})
-                    continue
-                if size > MAX_UPLOAD_BYTES:
-                    skipped.append({"file": shown, "reason": (
-                        f"too large ({size / 2**20:.1f} MB; "
-                        f"limit {MAX_UPLOAD_BYTES // 2**20} MB)")})
-                    continue
-                stem, suffix_ = Path(name).stem, Path(name).suffix
-                n = 2
-                while name in taken:
-                    name = f"{stem}-{n}{suffix_}"
-                    n += 1
-                taken.add(name)
-                target = folder / name
-                if target.resolve().parent != folder.resolve():  # belt and braces
-                    skipped.append({"file": shown, "reason": "invalid file name"})
-                    continue
-                backup = None
-                if target.exists():
-                    backup = folder / f".{name}.{uuid.uuid4().hex[:8]}.bak"
-                    os.replace(target, backup)
-                tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.part"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, target)
-                staged.append((shown, target, backup))
-            try:
-                if staged:
-                    report = self.r.add([t for _, t, _ in staged], progress=progress)
-            except BaseException:
-                for _, target, backup in staged:
-                    _restore(target, backup)
-                raise
-            unreadable = {str(s.path): s.reason for s in (report.skipped if report else [])}
-            for shown, target, backup in staged:
-                reason = unreadable.get(str(target))
-                if reason is not None:
-                    skipped.append({"file": shown, "reason": reason})
-                    _restore(target, backup)
-                elif backup is not None:
-                    backup.unlink(missing_ok=True)
-        info = self.r.info()
-        out: dict[str, Any] = {
-            "added": list(report.added) if report else [],
-            "updated": list(report.updated) if report else [],
-            "unchanged": list(report.unchanged) if report else [],
-            "skipped": skipped,
-            "documents": info["documents"],
-            "passages": info["passages"],
-        }
+        """Add uploaded files to the index (see :func:`qa.uploads.add_uploads`): unsupported,
+        too large or unreadable files are named in ``skipped`` and change nothing."""
+        received = [Received(Path(_path_of(p)).name, _path_of(p)) for p in (paths or []) if p]
+        out = add_uploads(self.r, received, progress=progress).to_json()
         out["message"] = upload_message(out)
         return out
 
@@ -189,13 +100,6 @@ def _path_of(item: Any) -> str:
     if isinstance(item, dict):
         return str(item.get("path") or "")
     return str(getattr(item, "path", "") or "")
-
-
-def _restore(target: Path, backup: Path | None) -> None:
-    if backup is not None and backup.exists():
-        os.replace(backup, target)
-    else:
-        target.unlink(missing_ok=True)
 
 
 def _plural(n: int, word: str) -> str:
@@ -324,7 +228,7 @@ def render_sources(turns: Sequence[dict[str, Any]]) -> str:
     kind = "Possibly related" if latest["result"].get("abstained") else "Sources"
     parts = [
         f'<div class="qa-panel qa-sources"><div class="qa-panel-head"><h2>{kind}</h2>'
-        f'<span class="qa-for" title="{esc(latest["q"])}">for “{esc(_short(latest["q"]))}”'
+        f'<span class="qa-for" title="{esc(latest["q"])}">for “{esc(one_line(latest["q"], 70))}”'
         f'</span></div><div class="qa-scroll" id="qa-sources-scroll">'
         f'<section class="qa-turn-sources" id="sources-{latest_turn}">'
         f'{render_turn_sources(latest_turn, latest)}</section>'
@@ -337,17 +241,12 @@ def render_sources(turns: Sequence[dict[str, Any]]) -> str:
             n = len(t["result"].get("passages") or [])
             parts.append(
                 f'<details class="qa-earlier" id="sources-{turn}"><summary>'
-                f'<span class="qa-earlier-q">“{esc(_short(t["q"], 90))}”</span>'
+                f'<span class="qa-earlier-q">“{esc(one_line(t["q"], 90))}”</span>'
                 f'<span class="qa-earlier-n">{n} {what}</span></summary>'
                 f'{render_turn_sources(turn, t)}</details>'
             )
     parts.append("</div></div>")
     return "".join(parts)
-
-
-def _short(text: str, n: int = 70) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 def render_answer(turn: int, res: dict[str, Any]) -> str:
@@ -784,8 +683,7 @@ def build_app(retriever: Any) -> Any:
             if t.get("pending"):
                 t = {"q": t["q"]}
                 try:
-                    t["result"] = core.ask(t["q"], _as_k(int(round(k or DEFAULT_K)),
-                                                          limit=MAX_UI_K))
+                    t["result"] = core.ask(t["q"], int(round(k or DEFAULT_K)))
                 except QAError as exc:
                     t["error"] = str(exc)
             out.append(t)
@@ -854,7 +752,7 @@ def build_app(retriever: Any) -> Any:
                     question = gr.Textbox(
                         placeholder="Ask a question in English or German…", show_label=False,
                         lines=1, max_lines=6, scale=8, container=False, autofocus=True,
-                        elem_id="qa-question", max_length=2000,
+                        elem_id="qa-question", max_length=MAX_QUESTION_CHARS,
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=96,
                                      elem_id="qa-send", elem_classes=["qa-send"])
