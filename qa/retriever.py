@@ -23,7 +23,7 @@ from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, com
 from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import EmbedderMismatch, EmptyCorpus, IndexNotFound
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
 from .index.storage import IndexDir, Snapshot
 from .index.update import Progress, UpdateReport, apply_update
 from .limits import DEFAULT_K, check_k, clean_question
@@ -69,7 +69,7 @@ class Retriever:
         *,
         embedder: Embedder | str | None = None,
         chunker: Chunker | None = None,
-        passage_vectors: str = "embed",
+        passage_vectors: str | None = None,
     ) -> None:
         self.index = IndexDir(index_dir)
         self._embedder_arg = embedder
@@ -93,18 +93,23 @@ class Retriever:
         paths: Iterable[str | os.PathLike[str]],
         index_dir: str | os.PathLike[str],
         *,
-        embedder: Embedder | str = DEFAULT_EMBEDDER,
+        embedder: Embedder | str | None = None,
         chunk_size: int | None = None,
-        passage_vectors: str = "embed",
+        passage_vectors: str | None = None,
         rebuild: bool = False,
         progress: Progress | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
         Documents that were indexed from these folders and no longer exist are removed.
-        ``rebuild=True`` starts from scratch (e.g. to change model or chunking).
+        Options left out keep what an existing index was built with (a new one gets the
+        defaults); options it cannot honour without re-embedding everything (another embedder,
+        chunk size or ``passage_vectors``) raise BadRequest unless ``rebuild=True``, which
+        starts from scratch.
         """
-        chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
+        if rebuild and embedder is None:  # from scratch: the default, not the old index's model
+            embedder = DEFAULT_EMBEDDER
+        chunker = Chunker(chunk_size=chunk_size) if chunk_size is not None else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
         return r
@@ -141,6 +146,24 @@ class Retriever:
                 f"search it with {built_with!r} or rebuild it with `qa index PATH... --index "
                 f"{self.index.path} --embedder {name} --rebuild`"
             )
+
+    def _check_chunking(self, built: dict[str, Any]) -> None:
+        """Refuse, rather than silently ignore, options the existing index was not built with:
+        honouring them means re-embedding every document."""
+        asked: dict[str, Any] = {}
+        if self._chunker is not None:
+            asked["chunk_size"] = self._chunker.chunk_size
+        if self._passage_vectors is not None:
+            asked["passage_vectors"] = self._passage_vectors
+        built = {"passage_vectors": "embed", **built}
+        for key, value in asked.items():
+            if built.get(key) != value:
+                option = "--" + key.replace("_", "-")
+                raise BadRequest(
+                    f"index {self.index.path} was built with {option} {built.get(key)}, not "
+                    f"{value}; to change it, re-embed everything: `qa index PATH... --index "
+                    f"{self.index.path} {option} {value} --rebuild`"
+                )
 
     @property
     def embedder(self) -> Embedder:
@@ -181,13 +204,15 @@ class Retriever:
         if self.index.exists() and not rebuild:
             snap = self.index.read()
             self._check_embedder_name(snap.embedder)
+            self._check_chunking(snap.manifest["chunking"])
             return snap
         embedder = self.embedder
         chunker = self._chunker or Chunker()
         manifest = {
             "embedder": embedder.name,
             "dim": embedder.dim,
-            "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors},
+            "chunking": {**chunker.settings,
+                         "passage_vectors": self._passage_vectors or "embed"},
             "documents": {},
         }
         return Snapshot.empty(manifest, embedder.dim)
@@ -232,7 +257,7 @@ class Retriever:
     ) -> UpdateReport:
         """Add or update the documents at ``paths`` (files or folders). Unreadable files are
         skipped and listed in the report; nothing already indexed is lost."""
-        paths = list(paths)
+        paths = _given_paths(paths)
         docs, skipped = load_documents(paths)
         if not docs and not self.index.exists():
             raise EmptyCorpus(_empty_message(paths, skipped))
@@ -256,7 +281,7 @@ class Retriever:
     ) -> UpdateReport:
         """Make the index match ``paths``: add new, replace changed, and remove documents that
         were indexed from these folders but are gone. Unreadable files keep their old version."""
-        roots = [Path(p) for p in paths]
+        roots = _given_paths(paths)
         docs, skipped = load_documents(roots)
         if not docs and (rebuild or not self.index.exists()):
             raise EmptyCorpus(_empty_message(roots, skipped))
@@ -357,6 +382,17 @@ class Retriever:
             question, answer_text(citations), False, passages, citations, confidence, features
         )
 
+
+
+def _given_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """``paths`` as Paths; an empty string is refused rather than read as ``.`` (which made
+    ``qa index ""`` index the whole current folder)."""
+    out = []
+    for p in paths:
+        if not os.fspath(p).strip():
+            raise BadRequest("an empty path was given; name a file or folder ('.' for this one)")
+        out.append(Path(p))
+    return out
 
 
 def _empty_message(paths: Sequence[Any], skipped: list[Any]) -> str:

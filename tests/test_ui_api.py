@@ -18,8 +18,8 @@ from qa.ui.app import (
     render_conversation,
     render_index,
     render_sources,
-    upload_dir_for,
 )
+from qa.uploads import upload_dir_for
 from qa.ui.server import check_host, is_loopback, parse_auth, serve
 from tests.conftest_ui import REPO, UIServer, doc_count, ui_server  # noqa: F401
 

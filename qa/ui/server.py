@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..errors import QAError
+from ..uploads import MAX_UPLOAD_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-MAX_UPLOAD = "20mb"
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
@@ -66,6 +66,9 @@ def _check_port_free(host: str, port: int) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host.strip("[]"), port))
+        except socket.gaierror as exc:  # the name, not the port, is what is wrong
+            raise QAError(f"cannot listen on --host {host!r}: not an address or a known host "
+                          "name (e.g. 127.0.0.1, ::1, 0.0.0.0)") from exc
         except OSError as exc:
             raise QAError(
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port"
@@ -97,18 +100,13 @@ class BasicAuthGuard:
         await self.app(scope, receive, send)
 
 
-def api_available() -> bool:
-    return importlib.util.find_spec("qa.api") is not None
-
-
-def _base_app(retriever: Any) -> Any:
-    if api_available():
-        from .. import api
-
-        return api.create_app(retriever)
-    from fastapi import FastAPI
-
-    return FastAPI(title="qa")
+def _require_server_packages(api_only: bool) -> None:
+    """One line naming the extra to install when a package ``qa serve`` needs is missing (the
+    HTTP API is part of qa; FastAPI and uvicorn, which serve it, are an extra)."""
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise QAError("serving needs FastAPI and uvicorn: pip install 'qa-cite[web,api]'")
+    if not api_only and importlib.util.find_spec("gradio") is None:
+        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
 
 
 def create_server_app(
@@ -116,22 +114,22 @@ def create_server_app(
 ) -> Any:
     """The ASGI app ``qa serve`` runs: the API, with the chat mounted at ``/`` unless
     ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic."""
+    from ..api import create_app
+
     if api_only:
-        if not api_available():
-            raise QAError("the HTTP API (qa.api) is not part of this installation")
-        app: Any = _base_app(retriever)
+        app: Any = create_app(retriever)
     else:
         import gradio as gr
 
         from .app import build_app, mount_kwargs
 
         app = gr.mount_gradio_app(
-            _base_app(retriever),
+            create_app(retriever),
             build_app(retriever),
             path="/",
             auth=auth,
             auth_message="Sign in to ask questions of this document collection.",
-            max_file_size=MAX_UPLOAD,
+            max_file_size=MAX_UPLOAD_BYTES,
             footer_links=["api"],
             run_history=False,
             **mount_kwargs(),
@@ -170,14 +168,9 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     """Serve until interrupted. Errors a user can fix raise QAError with a one-line message."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
-    if api_only and not api_available():
-        raise QAError("the HTTP API (qa.api) is not part of this installation")
-    try:
-        import uvicorn
-    except ImportError as exc:
-        raise QAError("serving needs uvicorn: pip install 'qa-cite[web,api]'") from exc
-    if not api_only and importlib.util.find_spec("gradio") is None:
-        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
+    _require_server_packages(api_only)
+    import uvicorn
+
     _check_port_free(host, port)
     retriever = _open_retriever(index)
     # Load the embedding model now, in the background, so the first question is quick.
