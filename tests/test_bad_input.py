@@ -282,7 +282,7 @@ def test_http_refuses_bad_k(http, k) -> None:
 @pytest.mark.parametrize("raw_k", ["1e1", "3.0", '"3"', "true"])
 def test_http_refuses_k_that_is_not_a_whole_json_number(http, path, raw_k) -> None:
     """As RELIABILITY.md says: a type mistake is reported (422), not guessed at."""
-    body = '{"question": "Why do cats purr?", "k": %s}' % raw_k
+    body = '{"question": "Why do cats purr?", "k": ' + raw_k + "}"
     resp = http.post(path, content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 422, resp.text
     assert _detail(resp).startswith("k must be a whole number")

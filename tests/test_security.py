@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 
 from qa import BadRequest, QAError, Retriever
 from qa.api import create_app
-from qa.uploads import MAX_UPLOAD_BYTES, safe_upload_name, store_upload
 from qa.documents import SUPPORTED_SUFFIXES
 from qa.ui.app import (
     Core,
@@ -41,6 +40,7 @@ from qa.ui.app import (
     upload_message,
 )
 from qa.ui.server import DEFAULT_HOST, check_host, create_server_app, serve
+from qa.uploads import MAX_UPLOAD_BYTES, safe_upload_name, store_upload
 
 from .conftest import REPO, TrigramEmbedder
 

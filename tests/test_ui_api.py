@@ -19,8 +19,8 @@ from qa.ui.app import (
     render_index,
     render_sources,
 )
-from qa.uploads import upload_dir_for
 from qa.ui.server import check_host, is_loopback, parse_auth, serve
+from qa.uploads import upload_dir_for
 from tests.conftest_ui import REPO, UIServer, doc_count, ui_server  # noqa: F401
 
 pytestmark = [  # noise from gradio's queue under pandas 3

@@ -1,8 +1,9 @@
 """Formatting evaluation results: terminal tables and the self-contained HTML report.
 
 The HTML report is one file with no external resources (no scripts, stylesheets or fonts
-fetched from anywhere); its charts are inline SVG drawn by matplotlib (:mod:`.plots`). Every piece of text that comes
-from questions, documents or answers is escaped with :func:`html.escape`.
+fetched from anywhere); its charts are inline SVG drawn by matplotlib (:mod:`.plots`). Every
+piece of text that comes from questions, documents or answers is escaped with
+:func:`html.escape`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import one_line
-from .plots import PALETTE, hit_curve, histogram
+from .plots import PALETTE, histogram, hit_curve
 
 if TYPE_CHECKING:
     from . import EvalRun
