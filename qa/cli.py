@@ -9,9 +9,10 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def _check_paths(paths: Sequence[str]) -> None:
 @contextmanager
 def _index_folder(path: str) -> Iterator[None]:
     """Create the index folder if needed (a one-line error if it cannot be), and remove it
-    again if it was created here and the build fails before writing anything into it."""
+    again if it was created here and the build fails (all it holds is then this run's)."""
     folder = Path(path)
     _not_a_file(path)
     created = not folder.exists()
@@ -79,8 +80,7 @@ def _index_folder(path: str) -> Iterator[None]:
         yield
     except BaseException:
         if created:
-            with suppress(OSError):
-                folder.rmdir()  # only if still empty
+            shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
