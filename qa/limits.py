@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadRequest
+from .errors import BadRequest, one_line
 
 MAX_QUESTION_CHARS = 2000
 MAX_K = 50
@@ -47,7 +47,9 @@ def check_k(k: Any) -> int:
     client's type mistake is reported instead of guessed at.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise BadRequest(f"k must be a whole number between 1 and {MAX_K}, got {k!r}")
+        raise BadRequest(
+            f"k must be a whole number between 1 and {MAX_K}, got {one_line(repr(k), 40)}"
+        )
     if not 1 <= k <= MAX_K:
         raise BadRequest(f"k must be between 1 and {MAX_K}, got {k}")
     return int(k)

@@ -22,6 +22,7 @@ from ..documents import SUPPORTED_SUFFIXES
 from ..errors import QAError, one_line
 from ..limits import DEFAULT_K, MAX_QUESTION_CHARS, check_k
 from ..uploads import MAX_UPLOAD_BYTES, Received, add_uploads
+from .gradio_errors import one_line_blocks
 
 MAX_UI_K = 20
 MAX_EARLIER_TURNS = 10
@@ -741,7 +742,7 @@ def build_app(retriever: Any) -> Any:
 
     info0 = retriever.info()
     docs0 = retriever.documents()
-    with gr.Blocks(title=f"{TITLE} · qa") as demo:
+    with one_line_blocks()(title=f"{TITLE} · qa") as demo:
         turns = gr.State([])
         header = gr.HTML(render_stats(info0), elem_id="qa-header", apply_default_css=False)
         with gr.Row(equal_height=False, elem_id="qa-main"):
