@@ -89,7 +89,7 @@ class FaissStore:
         return cls(index, kind)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)  # type: ignore[attr-defined]
+        return int(self._index.ntotal)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = max(1, min(k, len(self))) if len(self) else 1
@@ -97,7 +97,7 @@ class FaissStore:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        scores, ids = self._index.search(q, k)  # type: ignore[attr-defined]
+        scores, ids = self._index.search(q, k)
         return scores, ids
 
     def save(self, path: Path) -> None:

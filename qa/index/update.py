@@ -82,7 +82,8 @@ def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: 
     sums = np.zeros((n, sentence_vectors.shape[1]), dtype=np.float32)
     np.add.at(sums, sentence_chunks, sentence_vectors)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.maximum(norms, 1e-12)
+    unit: np.ndarray = sums / np.maximum(norms, 1e-12)
+    return unit
 
 
 def _kept_then_fresh(blocks: Iterator[np.ndarray], keep: np.ndarray, fresh: list[np.ndarray],

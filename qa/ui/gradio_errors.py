@@ -41,7 +41,7 @@ def one_line_blocks() -> type[Any]:
     import gradio as gr
     from pydantic import ValidationError
 
-    class OneLineErrorBlocks(gr.Blocks):  # type: ignore[misc]
+    class OneLineErrorBlocks(gr.Blocks):
         """``gr.Blocks`` with one-line errors for inputs Gradio itself refuses."""
 
         def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
