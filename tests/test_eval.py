@@ -504,3 +504,15 @@ def test_render_html_without_failures_or_rows() -> None:
     assert failure_ids(page) == [] and "No failures" in page
     page = render_html(EvalRun([], summarize([], 5), {}))
     assert "<html" in page and "No failures" in page
+
+
+def test_render_html_without_matplotlib_says_how_to_get_the_charts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    page = render_html(report_run())
+    assert "<svg" not in page
+    assert page.count("pip install &#x27;qa-cite[eval]&#x27;") == 4
+    assert failure_ids(page) == ["xss", "miss", "shy", "u-bad"]  # the rest is all there

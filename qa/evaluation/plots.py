@@ -109,7 +109,7 @@ def hit_curve(groups: dict[str, dict[str, Any]]) -> str:
                 linewidth=2, color=color, label=name)
     kmax = max(j for _, pts, _ in curves for j, _ in pts)
     lowest = min(v for _, pts, _ in curves for _, v in pts)
-    ax.set_ylim(max(0.0, math.floor((lowest - 0.05) * 10) / 10), 1.0)
+    ax.set_ylim(max(0.0, math.floor((lowest - 0.05) * 10) / 10), 1.02)  # room for a line at 1
     ax.set_xticks(range(1, kmax + 1))
     ax.set_xlabel("j (document rank)")
     ax.set_ylabel("hit rate")
