@@ -62,5 +62,10 @@ def write(results: dict[str, Any]) -> None:
                   "```\n"]
     if "scale" in results:
         parts += ["## Answering at scale\n", "```text", scale.report(results["scale"]), "```\n"]
+    if "milvus" in results:
+        from . import milvus
+
+        parts += ["## The index in Milvus\n", "```text", milvus.report(results["milvus"]), "```\n",
+                  milvus.NOTES]
     parts.append(NOTES)
     (REPO / "BENCHMARKS.md").write_text("\n".join(parts), "utf-8")

@@ -14,12 +14,17 @@ from typing import Any
 from .errors import BadRequest, IndexBusy, QAError, one_line
 from .limits import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS, check_k, clean_question
 from .retriever import Retriever
-from .uploads import MAX_UPLOAD_BYTES, Received, add_uploads
+from .uploads import MAX_UPLOAD_BYTES, Received, add_uploads, remove_documents
 
 # Whole request bodies: an upload request (several files) and a question. Without a limit an
 # upload of any size was spooled to disk before the 20 MiB check could refuse it.
 MAX_UPLOAD_REQUEST_BYTES = 5 * MAX_UPLOAD_BYTES
 MAX_QUERY_REQUEST_BYTES = 64 * 1024
+# Uploads and deletes run one at a time on a thread of their own, never on the threads that answer
+# questions; this many may wait their turn, further ones get 503 with Retry-After (#17.3: 46
+# waiting uploads had taken every request thread, and /api/ask timed out for 50 s).
+MAX_QUEUED_WRITES = 8
+RETRY_AFTER_S = 5
 
 
 def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
@@ -81,7 +86,24 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
 
     @app.exception_handler(IndexBusy)
     async def _busy(_: Request, exc: IndexBusy) -> JSONResponse:
-        return JSONResponse({"detail": one_line(exc)}, status_code=409)
+        return JSONResponse({"detail": one_line(exc)}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    import anyio
+
+    write_thread = anyio.CapacityLimiter(1)
+    queued_writes = 0
+
+    async def in_write_queue(work: Any) -> Any:
+        nonlocal queued_writes
+        if queued_writes >= MAX_QUEUED_WRITES:
+            raise IndexBusy(f"the index is busy with {queued_writes} other updates; retry in "
+                            f"{RETRY_AFTER_S} seconds")
+        queued_writes += 1  # the event loop runs one request at a time: no race here
+        try:
+            return await anyio.to_thread.run_sync(work, limiter=write_thread)
+        finally:
+            queued_writes -= 1
 
     @app.exception_handler(QAError)
     async def _qa_error(_: Request, exc: QAError) -> JSONResponse:
@@ -95,7 +117,7 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         return {"max_body_size": n} if has_limit else {}
 
     @app.get("/api/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:  # async: never waits for a thread
         return {"status": "ok"}
 
     @app.get("/api/info", tags=["meta"], dependencies=auth)
@@ -123,17 +145,22 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
 
     @app.post("/api/documents", tags=["documents"], dependencies=auth,
               **body_limit(MAX_UPLOAD_REQUEST_BYTES))
-    def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008
+    async def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008
         """Upload documents (.txt, .md, .html, .pdf; 20 MiB each) into the index. One file of
-        an unsupported type or over the limit refuses the request (400), changing nothing."""
+        an unsupported type or over the limit refuses the request (400), changing nothing; 503
+        with ``Retry-After`` when too many updates are waiting."""
         received = [Received(f.filename or "", f.file) for f in files]
-        return add_uploads(retriever, received, strict=True).to_json()
+        report = await in_write_queue(lambda: add_uploads(retriever, received, strict=True))
+        return report.to_json()  # type: ignore[no-any-return]
 
     @app.delete("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth)
-    def remove_document(doc_id: str) -> dict[str, Any]:
+    async def remove_document(doc_id: str) -> dict[str, Any]:
+        """Remove a document from the index. 503 with ``Retry-After`` when too many updates are
+        waiting."""
         if doc_id not in {d["doc_id"] for d in retriever.documents()}:
             raise HTTPException(404, f"no document {doc_id!r} in the index")
-        return retriever.remove([doc_id]).to_json()
+        report = await in_write_queue(lambda: remove_documents(retriever, [doc_id]))
+        return report.to_json()  # type: ignore[no-any-return]
 
     return app
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,10 @@ import numpy as np
 from . import abstain
 from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, compose
 from .chunking import Chunker
-from .documents import iter_files, load_documents
+from .documents import UnreadableFile, iter_files, load_documents, read_document
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
-from .index.storage import IndexDir, Snapshot
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
+from .index import IndexDir, Snapshot
 from .index.update import Progress, UpdateReport, apply_update
 from .limits import DEFAULT_K, check_k, clean_question
 
@@ -36,6 +37,9 @@ _PASSAGE_CANDIDATES = 32
 # numbers of the top 20.
 _ANSWER_PASSAGES = 5
 _FEATURE_PASSAGES = 20
+# How long an update waits for the one before it (in this process or another) before giving up
+# with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
+WRITE_WAIT_S = 30.0
 
 
 # An embedder without a fitted model never abstains: its score scale is unknown.
@@ -78,6 +82,8 @@ class Retriever:
         self._chunker = chunker
         self._passage_vectors = passage_vectors
         self._snapshot: Snapshot | None = None
+        # CURRENT as it was when _snapshot was read: another process's update changes it.
+        self._live_token: tuple[int, int, int] | None = None
         self.last_report: UpdateReport | None = None
         """What the last :meth:`build` did (added, updated, removed, skipped files)."""
         self._write_lock = threading.Lock()
@@ -91,13 +97,16 @@ class Retriever:
     def build(
         cls,
         paths: Iterable[str | os.PathLike[str]],
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         *,
         embedder: Embedder | str | None = None,
         chunk_size: int | None = None,
         passage_vectors: str | None = None,
         rebuild: bool = False,
         progress: Progress | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
+        shard: str | tuple[int, int] | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
@@ -105,10 +114,21 @@ class Retriever:
         Options left out keep what an existing index was built with (a new one gets the
         defaults); options it cannot honour without re-embedding everything (another embedder,
         chunk size or ``passage_vectors``) raise BadRequest unless ``rebuild=True``, which
-        starts from scratch.
+        starts from scratch. ``milvus=URI`` keeps the index in Milvus instead (collection
+        ``collection``; ``shard="I/N"`` indexes only the I-th of N parts), see
+        :mod:`qa.index.milvus_retriever`.
         """
         if rebuild and embedder is None:  # from scratch: the default, not the old index's model
             embedder = DEFAULT_EMBEDDER
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.build_milvus(
+                paths, milvus, collection, embedder=embedder or DEFAULT_EMBEDDER,
+                chunk_size=chunk_size, passage_vectors=passage_vectors or "embed",
+                rebuild=rebuild, progress=progress, shard=shard)
+        if index_dir is None or shard is not None:
+            raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
         chunker = Chunker(chunk_size=chunk_size) if chunk_size is not None else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
@@ -116,9 +136,18 @@ class Retriever:
 
     @classmethod
     def load(
-        cls, index_dir: str | os.PathLike[str], *, embedder: Embedder | str | None = None
+        cls, index_dir: str | os.PathLike[str] | None = None, *,
+        embedder: Embedder | str | None = None, milvus: str | None = None,
+        collection: str = "qa",
     ) -> Retriever:
-        """Open an existing index. The embedder it was built with is loaded on first query."""
+        """Open an existing index (in ``index_dir``, or in Milvus at ``milvus=URI``). The
+        embedder it was built with is loaded on first query."""
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.load_milvus(milvus, collection, embedder=embedder)
+        if index_dir is None:
+            raise BadRequest("give an index directory (or milvus=URI)")
         r = cls(index_dir, embedder=embedder)
         r.snapshot()  # fail now, with a clear message, if missing or damaged
         return r
@@ -126,14 +155,16 @@ class Retriever:
     # -- state ----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The live index version (loaded on first use)."""
+        """The live index version (loaded on first use, and again when another process made a
+        newer one live: a server never answers from a replaced or deleted version)."""
         snap = self._snapshot
-        if snap is None:
+        if snap is None or self.index.live_token() != self._live_token:
             with self._load_lock:
-                if self._snapshot is None:
+                token = self.index.live_token()
+                if self._snapshot is None or token != self._live_token:
                     snap = self.index.read()
                     self._check_embedder_name(snap.embedder)
-                    self._snapshot = snap
+                    self._snapshot, self._live_token = snap, token
                 snap = self._snapshot
         return snap
 
@@ -198,6 +229,31 @@ class Retriever:
             for d, m in self.snapshot().documents.items()
         ]
 
+    def document_text(self, doc_id: str) -> str:
+        """The text of an indexed document, as the offsets of its passages and citations refer to
+        it: the source file when it still holds what was indexed, else the passages put back at
+        their offsets (the gaps between them, whitespace the splitter dropped, as line breaks).
+        BadRequest for an unknown id."""
+        snap = self.snapshot()
+        meta = snap.documents.get(doc_id)
+        if meta is None:
+            raise BadRequest(f"no document {doc_id!r} in the index")
+        try:
+            doc = read_document(meta.get("source") or "", doc_id)
+            if doc.content_hash == meta.get("sha256"):
+                return doc.text
+        except (UnreadableFile, OSError):
+            pass
+        pieces: list[str] = []
+        end = 0
+        for c in sorted((c for c in snap.chunks if c.doc_id == doc_id), key=lambda c: c.start):
+            if c.start > end:
+                pieces.append("\n" * min(c.start - end, 2) + " " * max(c.start - end - 2, 0))
+            if c.end > end:
+                pieces.append(c.text[max(end - c.start, 0):])
+                end = c.end
+        return "".join(pieces)
+
     # -- updates --------------------------------------------------------------------------
 
     def _base_snapshot(self, rebuild: bool) -> Snapshot:
@@ -217,6 +273,18 @@ class Retriever:
         }
         return Snapshot.empty(manifest, embedder.dim)
 
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        # A bounded wait: a writer blocked for ever held its thread for ever, and enough of them
+        # used up a server's threads, queries included (#17.3).
+        if not self._write_lock.acquire(timeout=WRITE_WAIT_S):
+            raise IndexBusy(f"index {self.index.path} is busy with another update; try again "
+                            "when it has finished")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _update(
         self,
         *,
@@ -227,7 +295,7 @@ class Retriever:
         progress: Progress | None = None,
         report: UpdateReport | None = None,
     ) -> UpdateReport:
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
             chunker = Chunker(
@@ -247,9 +315,9 @@ class Retriever:
                 rep.skipped = report.skipped
             if rep.changed or rebuild or not self.index.exists():
                 self.index.write(new)
-                self._snapshot = new
+                self._snapshot = None  # read again, from what was written
             else:
-                self._snapshot = old
+                self._snapshot, self._live_token = old, self.index.live_token()
             return rep
 
     def add(
@@ -286,14 +354,22 @@ class Retriever:
         if not docs and (rebuild or not self.index.exists()):
             raise EmptyCorpus(_empty_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
-        root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
-        sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
+        # Sources are where the files were found (links not resolved): a link deleted from the
+        # folder, or a file gone from a moved one, is then recognised as gone. Indexes written
+        # before recorded resolved paths, hence both forms of each root.
+        root_dirs = {s for p in roots if p.is_dir() for s in (os.path.abspath(p),
+                                                               str(p.resolve()))}
+        sources = {d.doc_id: os.path.abspath(d.path) for d in docs}
         gone: list[str] = []
         if self.index.exists() and not rebuild:
             for doc_id, meta in self.snapshot().documents.items():
                 src = meta.get("source", "")
                 under_root = any(src.startswith(root + os.sep) for root in root_dirs)
-                if under_root and doc_id not in present:
+                # A file indexed from a folder that is gone from where it was found (the folder
+                # moved, the file deleted) is stale wherever it came from.
+                vanished = (src.endswith(os.sep + doc_id) and os.path.isabs(src)
+                            and not os.path.lexists(src))
+                if doc_id not in present and (under_root or vanished):
                     gone.append(doc_id)
         return self._update(
             upsert=docs,

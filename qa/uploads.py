@@ -154,6 +154,28 @@ def add_uploads(
     return UploadReport(update, documents=int(info["documents"]), passages=int(info["passages"]))
 
 
+def remove_documents(retriever: Any, doc_ids: Sequence[str]) -> UpdateReport:
+    """Remove documents from the index and, for those that were uploads, their file in the
+    upload folder too (it was the only copy; left there, it lived on after a delete). Files
+    indexed from anywhere else are never touched."""
+    folder = upload_dir_for(retriever)
+    known = retriever.snapshot().documents
+    sources = {d: str(known.get(d, {}).get("source", "")) for d in doc_ids}
+    lock = _folder_lock(folder)
+    if not lock.acquire(timeout=_LOCK_WAIT_S):
+        raise IndexBusy("an upload is being added to this index; retry in a minute")
+    try:
+        report: UpdateReport = retriever.remove(list(doc_ids))
+        for doc_id in report.removed:
+            path = Path(sources.get(doc_id, ""))
+            if sources.get(doc_id) and path.parent.resolve() == folder.resolve() \
+                    and path.is_file():
+                path.unlink(missing_ok=True)
+    finally:
+        lock.release()
+    return report
+
+
 def _stage_all(
     files: Sequence[Received], folder: Path, skipped: list[SkippedFile], *, strict: bool
 ) -> list[tuple[str, Path, Path]]:

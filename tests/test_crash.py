@@ -31,12 +31,13 @@ def test_thirty_random_kills_never_damage_the_index(tmp_path: Path) -> None:
     assert res["updates_started_by_workers"] > 0
 
 
-# A writer that kills itself (SIGKILL) at its N-th step: before each file it writes, each folder
-# fsync, rename, replace and folder removal of IndexDir.write. Run for N = 1, 2, ... until one
-# gets through all of them.
+# A writer that kills itself (SIGKILL) at its N-th step: before each file it writes (through
+# qa.index.files), each folder fsync, rename, replace and folder removal of IndexDir.write. Run
+# for N = 1, 2, ... until one gets through all of them.
 STEP_KILLER = r"""
 import os, signal, sys, shutil
 sys.path.insert(0, os.getcwd())
+import qa.index.files as files
 import qa.index.storage as st
 from qa import Retriever
 from tests.conftest import TrigramEmbedder
@@ -55,8 +56,8 @@ def wrap(obj, name):
         return orig(*a, **k)
     setattr(obj, name, wrapped)
 
-for name in ("_write_file", "_save_npy", "_fsync_dir"):
-    wrap(st, name)
+for name in ("write_file", "save_npy", "fsync_dir"):
+    wrap(files, name)
 wrap(st.os, "rename")
 wrap(st.os, "replace")
 wrap(st.shutil, "rmtree")

@@ -159,7 +159,7 @@ def test_failed_write_leaves_the_old_version_live(
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("qa.index.storage._save_npy", boom)
+    monkeypatch.setattr("qa.index.files.save_npy", boom)
     (corpus / "cats.txt").write_text("Changed text about dogs.")
     with pytest.raises(OSError, match="disk full"):
         build(corpus, idx, TrigramEmbedder())
@@ -202,7 +202,7 @@ def test_snapshot_arrays_stay_consistent_after_updates(corpus: Path, tmp_path: P
 def test_large_files_are_sample_checked_on_load_and_fully_by_verify(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("qa.index.storage.FULL_CHECK_BYTES", 1000)
+    monkeypatch.setattr("qa.index.checksums.FULL_CHECK_BYTES", 1000)
     idx = tmp_path / "idx"
     build(corpus, idx, TrigramEmbedder())
     f = _live(idx) / "sentence_vectors.npy"
@@ -222,6 +222,7 @@ def test_approximate_store_above_the_exact_limit(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("qa.index.storage.EXACT_LIMIT", 2)
+    monkeypatch.setattr("qa.index.snapshot.EXACT_LIMIT", 2)
     idx = tmp_path / "idx"
     build(corpus, idx, TrigramEmbedder())
     manifest = json.loads((_live(idx) / "manifest.json").read_text())
@@ -316,6 +317,7 @@ def test_format_2_indexes_with_documents_in_the_manifest_still_load(
     manifest = json.loads((vdir / "manifest.json").read_text())
     manifest["documents"] = json.loads((vdir / "documents.json").read_text())
     manifest["format_version"] = 2
+    del manifest["manifest_sha256"]  # format 2 had none
     del manifest["files"]["documents.json"]
     (vdir / "documents.json").unlink()
     (vdir / "manifest.json").write_text(json.dumps(manifest))

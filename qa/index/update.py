@@ -17,7 +17,8 @@ import numpy as np
 from ..chunking import Chunk, Chunker
 from ..documents import Document, SkippedFile
 from ..embedders import Embedder
-from .storage import Snapshot
+from ..errors import BadRequest
+from .snapshot import Snapshot
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with counts of texts embedded."""
@@ -33,13 +34,15 @@ class UpdateReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    """Unchanged documents now read from another place (their source was updated)."""
     skipped: list[SkippedFile] = field(default_factory=list)
     embedded_texts: int = 0
     embedded_chars: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.moved)
 
     def summary(self) -> str:
         parts = [
@@ -107,6 +110,18 @@ def _kept_then_fresh(blocks: Iterator[np.ndarray], keep: np.ndarray, fresh: list
     return out
 
 
+def check_unique_ids(docs: Sequence[Document]) -> None:
+    """BadRequest if two documents share an id (the same relative name under two folders):
+    one would silently replace the other."""
+    seen: dict[str, str] = {}
+    for doc in docs:
+        if doc.doc_id in seen:
+            raise BadRequest(
+                f"{seen[doc.doc_id]} and {doc.path} would both be document {doc.doc_id!r}; "
+                "index these folders into separate indexes, or rename one of the files")
+        seen[doc.doc_id] = doc.path
+
+
 def apply_update(
     old: Snapshot,
     *,
@@ -123,6 +138,7 @@ def apply_update(
     ``passage_vectors`` is ``"embed"`` (each passage embedded as a whole, best quality) or
     ``"mean"`` (the mean of its sentence vectors: half the embedding work).
     """
+    check_unique_ids(upsert)
     report = UpdateReport()
     docs_meta: dict[str, dict[str, Any]] = {k: dict(v) for k, v in old.documents.items()}
     sources = sources or {}
@@ -131,6 +147,12 @@ def apply_update(
         meta = docs_meta.get(doc.doc_id)
         if meta is not None and meta["sha256"] == doc.content_hash:
             report.unchanged.append(doc.doc_id)
+            # A moved folder: remember where the document is now, so that deleting it there
+            # removes it on the next run.
+            source = sources.get(doc.doc_id)
+            if source is not None and meta.get("source") != source:
+                meta["source"] = source
+                report.moved.append(doc.doc_id)
             continue
         (report.updated if meta is not None else report.added).append(doc.doc_id)
         new_docs[doc.doc_id] = doc
