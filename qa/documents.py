@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -308,11 +308,16 @@ _LEAVES_FOLDER = "a link to outside the folder being indexed (not followed)"
 
 def load_documents(
     paths: Iterable[str | os.PathLike[str]],
+    *,
+    only: Callable[[str], bool] | None = None,
 ) -> tuple[list[Document], list[SkippedFile]]:
-    """Read every supported file under ``paths``; return documents and skipped files."""
+    """Read every supported file under ``paths`` (with ``only``, those whose document id it
+    accepts); return documents and skipped files."""
     docs: list[Document] = []
     skipped: list[SkippedFile] = []
     for f, doc_id in iter_files(paths, skipped):
+        if only is not None and not only(doc_id):
+            continue
         if not f.exists() and not f.is_symlink():
             skipped.append(SkippedFile(str(f), "no such file or folder"))
             continue

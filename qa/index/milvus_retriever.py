@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Chunk, Chunker
-from ..documents import Document, SkippedFile, UnreadableFile, iter_files, read_document
+from ..documents import Document, SkippedFile, iter_files, load_documents
 from ..embedders import DEFAULT_EMBEDDER, Embedder
 from ..errors import EmbedderMismatch, EmptyCorpus, QAError
 from ..retriever import (
@@ -353,17 +353,5 @@ def _embed_texts(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
 def _load(paths: Iterable[str | os.PathLike[str]],
           shard: tuple[int, int] | None) -> tuple[list[Document], list[SkippedFile]]:
     """Read the supported files under ``paths`` that belong to ``shard`` (all without one)."""
-    docs: list[Document] = []
-    skipped: list[SkippedFile] = []
-    for f, doc_id in iter_files(paths):
-        if not in_shard(doc_id, shard):
-            continue
-        if not f.exists() and not f.is_symlink():
-            skipped.append(SkippedFile(str(f), "no such file or folder"))
-            continue
-        try:
-            docs.append(read_document(f, doc_id))
-        except UnreadableFile as exc:
-            skipped.append(SkippedFile(str(f), str(exc)))
-    return docs, skipped
+    return load_documents(paths, only=lambda doc_id: in_shard(doc_id, shard))
 

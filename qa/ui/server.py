@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -77,6 +78,17 @@ def _check_port_free(host: str, port: int) -> None:
             ) from exc
 
 
+async def _refuse(send: Any, detail: str, *, realm: str) -> None:
+    """A 401 with a one-line JSON ``detail`` and the login prompt's realm, as qa.api answers."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"),
+        (b"www-authenticate", f'Basic realm="{realm}"'.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class BasicAuthGuard:
     """ASGI wrapper: paths under ``/api`` need HTTP Basic credentials (``/api/health`` is open)."""
 
@@ -91,13 +103,8 @@ class BasicAuthGuard:
         if scope.get("type") == "http" and guarded:
             sent = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not secrets.compare_digest(sent, self._expected):
-                body = b'{"detail":"login required (HTTP Basic, the QA_AUTH credentials)"}'
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="qa"'),
-                    (b"content-length", str(len(body)).encode()),
-                ]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, "login required (HTTP Basic, the QA_AUTH credentials)",
+                              realm="qa")
                 return
         await self.app(scope, receive, send)
 
@@ -141,14 +148,9 @@ class TokenGuard:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
-                body = (b'{"detail":"missing or wrong API token (Authorization: Bearer ..., '
-                        b'or the token as the login password)"}')
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="qa (password: the API token)"'),
-                    (b"content-length", str(len(body)).encode()),
-                ]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, "missing or wrong API token (Authorization: Bearer ..., or "
+                              "the token as the login password)",
+                              realm="qa (password: the API token)")
                 return
         await self.app(scope, receive, send)
 
