@@ -96,7 +96,8 @@ class ChatActions:
                 "highlights": spans, "passages": meta["passages"]}
 
     def delete(self, doc_id: Any) -> dict[str, Any]:
-        """Remove one document from the index; BadRequest if there is none of that id."""
+        """Remove one document from the index (and its file, if it was uploaded); BadRequest if
+        there is none of that id."""
         doc_id = str(doc_id or "")
         if doc_id not in {d["doc_id"] for d in self.r.documents()}:
             raise BadRequest(f"no document {doc_id!r} in the index")
