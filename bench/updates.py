@@ -110,10 +110,10 @@ def run(quick: bool = False, sizes: tuple[int, ...] = (100_000, 1_000_000),
         res["churn"] = _probe("--churn", str(index), str(ops))
         res["after_churn"] = scale.probe(index, questions, work)
         res["recall@10_after"] = recall_at_10(index, questions)
-        res["add_one_after_churn"] = scale.add_one(index, work)
+        res["add_one_after_churn"] = scale.add_one(index, work, "frieden-2.txt")
         out[f"{n:,} passages"] = res
         shutil.rmtree(index, ignore_errors=True)
-    save_section("updates", out)
+        save_section("updates", out)  # after each size: a long run keeps what it measured
     return out
 
 
@@ -133,7 +133,8 @@ def report(out: dict[str, Any]) -> str:
             f"{c['remove_ms']['p95']}); {c['segments']} segments after, peak RSS "
             f"{c['peak_rss_mb']} MiB",
             f"  then: warm ask p50 {p['warm_ask_ms']['p50']} ms, p95 {p['warm_ask_ms']['p95']} "
-            f"ms, cold qa ask {p['cold_qa_ask_s']} s, peak RSS {p['peak_rss_mb']} MiB",
+            f"ms (CPU time p50 {p.get('warm_ask_cpu_ms', {}).get('p50', '?')} ms), cold qa ask "
+            f"{p['cold_qa_ask_s']} s, peak RSS {p['peak_rss_mb']} MiB",
             f"  recall@10 against exact scoring: {s['recall@10_before']} before, "
             f"{s['recall@10_after']} after the updates",
             f"  add one document after the updates: {s['add_one_after_churn']['seconds']} s, "
