@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--only embedding|scale|updates] — prints tables, writes
+"""python -m bench [--quick] [--only embedding|scale|updates|milvus] — prints tables, writes
 bench/results.json and BENCHMARKS.md."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .common import RESULTS, machine
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--only", choices=["embedding", "scale", "updates"])
+    ap.add_argument("--only", choices=["embedding", "scale", "updates", "milvus"])
     args = ap.parse_args()
     print(machine())
     if args.only in (None, "embedding"):
@@ -25,6 +25,11 @@ def main() -> None:
     if args.only in (None, "updates"):
         print("\n== updates at scale ==")
         print(updates.report(updates.run(quick=args.quick)))
+    if args.only in (None, "milvus"):
+        from . import milvus
+
+        print("\n== the index in Milvus Lite, next to FAISS ==")
+        print(milvus.report(milvus.run(quick=args.quick)))
     if not args.quick:
         from .write_md import write
 

@@ -73,5 +73,10 @@ def write(results: dict[str, Any]) -> None:
     if "updates" in results:
         parts += ["## Updates at scale\n", "```text", updates.report(results["updates"]),
                   "```\n"]
+    if "milvus" in results:
+        from . import milvus
+
+        parts += ["## The index in Milvus\n", "```text", milvus.report(results["milvus"]), "```\n",
+                  milvus.NOTES]
     parts.append(NOTES)
     (REPO / "BENCHMARKS.md").write_text("\n".join(parts), "utf-8")

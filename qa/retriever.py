@@ -12,7 +12,8 @@ import json
 import os
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, com
 from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
 from .index import IndexDir, Snapshot
+from .index.document_text import document_text
 from .index.update import Progress, UpdateReport, apply_update, rewrite
 
 PASSAGE_WEIGHT = 0.3
@@ -39,6 +41,9 @@ _PASSAGE_CANDIDATES = 32
 # numbers of the top 20.
 _ANSWER_PASSAGES = 5
 _FEATURE_PASSAGES = 20
+# How long an update waits for the one before it (in this process or another) before giving up
+# with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
+WRITE_WAIT_S = 30.0
 
 
 # An embedder without a fitted model never abstains: its score scale is unknown.
@@ -123,19 +128,32 @@ class Retriever:
     def build(
         cls,
         paths: Iterable[str | os.PathLike[str]],
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         *,
         embedder: Embedder | str = DEFAULT_EMBEDDER,
         chunk_size: int | None = None,
         passage_vectors: str = "embed",
         rebuild: bool = False,
         progress: Progress | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
+        shard: str | tuple[int, int] | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
         Documents that were indexed from these folders and no longer exist are removed.
         ``rebuild=True`` starts from scratch (e.g. to change model or chunking).
+        ``milvus=URI`` keeps the index in Milvus instead (collection ``collection``; ``shard="I/N"``
+        indexes only the I-th of N parts), see :mod:`qa.index.milvus_retriever`.
         """
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.build_milvus(
+                paths, milvus, collection, embedder=embedder, chunk_size=chunk_size,
+                passage_vectors=passage_vectors, rebuild=rebuild, progress=progress, shard=shard)
+        if index_dir is None or shard is not None:
+            raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
         chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
@@ -143,9 +161,18 @@ class Retriever:
 
     @classmethod
     def load(
-        cls, index_dir: str | os.PathLike[str], *, embedder: Embedder | str | None = None
+        cls, index_dir: str | os.PathLike[str] | None = None, *,
+        embedder: Embedder | str | None = None, milvus: str | None = None,
+        collection: str = "qa",
     ) -> Retriever:
-        """Open an existing index. The embedder it was built with is loaded on first query."""
+        """Open an existing index (in ``index_dir``, or in Milvus at ``milvus=URI``). The
+        embedder it was built with is loaded on first query."""
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.load_milvus(milvus, collection, embedder=embedder)
+        if index_dir is None:
+            raise BadRequest("give an index directory (or milvus=URI)")
         r = cls(index_dir, embedder=embedder)
         r.snapshot()  # fail now, with a clear message, if missing or damaged
         return r
@@ -210,6 +237,11 @@ class Retriever:
             for d, m in self.snapshot().documents.items()
         ]
 
+    def document_text(self, doc_id: str) -> str:
+        """The text of an indexed document, as its passages' and citations' offsets refer to it
+        (see :func:`qa.index.document_text.document_text`); BadRequest for an unknown id."""
+        return document_text(self.snapshot(), doc_id)
+
     # -- updates --------------------------------------------------------------------------
 
     def _base_snapshot(self, rebuild: bool) -> Snapshot:
@@ -226,6 +258,18 @@ class Retriever:
         }
         return Snapshot.empty(manifest)
 
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        # A bounded wait: a writer blocked for ever held its thread for ever, and enough of them
+        # used up a server's threads, queries included (#17.3).
+        if not self._write_lock.acquire(timeout=WRITE_WAIT_S):
+            raise IndexBusy(f"index {self.index.path} is busy with another update; try again "
+                            "when it has finished")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _update(
         self,
         *,
@@ -236,7 +280,7 @@ class Retriever:
         progress: Progress | None = None,
         report: UpdateReport | None = None,
     ) -> UpdateReport:
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
             chunker = Chunker(
