@@ -211,3 +211,40 @@ def test_cli_milvus_mistakes_are_one_line(tmp_path: Path, args: list[str], messa
     assert p.returncode == 2
     assert p.stderr.startswith("qa: error: ") and p.stderr.count("\n") == 1, p.stderr
     assert message in p.stderr
+
+
+@pytest.mark.model
+def test_cli_serve_answers_over_http_from_milvus(cli_db: Path, tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest_ui import free_port
+
+    db = tmp_path / "serve.db"  # the server process holds it: a copy of its own
+    shutil.copytree(cli_db, db, ignore=shutil.ignore_patterns("LOCK"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--api-only", "--milvus",
+                             str(db), "--collection", "qa", "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/api/info", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "qa serve did not start"
+            time.sleep(0.5)
+        info = httpx.get(f"{url}/api/info", timeout=30).json()
+        assert info["backend"] == "milvus" and info["documents"] == 2
+        r = httpx.post(f"{url}/api/ask", json={"question": "What did Ukraine offer in Istanbul?",
+                                               "k": 3}, timeout=120)
+        assert r.status_code == 200
+        assert r.json()["passages"][0]["doc_id"] == "istanbul-peace-talks.de.txt"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -11,8 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest_ui import SAMPLE, UIServer, free_port
-from tests.test_ui_browser import TIMEOUT, ask, browser, shot, upload  # noqa: F401
+from tests.conftest_ui import (  # noqa: F401 (fixtures)
+    SAMPLE,
+    UIServer,
+    ask,
+    browser,
+    free_port,
+    page,
+    shot,
+    upload,
+)
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -27,7 +35,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer]:
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer]:
+    """The chat on a Milvus index; overrides conftest_ui's, so its ``page`` fixture opens it."""
     import uvicorn
 
     from qa import Retriever
@@ -51,21 +60,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer
     srv.stop()
 
 
-@pytest.fixture
-def page(browser: Any, milvus_server: UIServer) -> Iterator[Any]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(milvus_server.url)
-    pg.wait_for_selector("#qa-question textarea")
-    pg.qa_errors = errors
-    yield pg
-    context.close()
-
-
-def test_chat_answers_with_citations_from_milvus(page: Any) -> None:
+def test_chat_answers_with_citations_from_milvus(page: Any) -> None:  # noqa: F811
     assert "milvus:" in page.inner_text("#qa-index-panel")
     ask(page, "What did Ukraine offer in Istanbul?", 1)
     answer = page.locator("#turn-1 .qa-a")
@@ -77,7 +72,7 @@ def test_chat_answers_with_citations_from_milvus(page: Any) -> None:
     assert page.qa_errors == []
 
 
-def test_upload_goes_into_the_collection(page: Any, milvus_server: UIServer,
+def test_upload_goes_into_the_collection(page: Any, ui_server: UIServer,  # noqa: F811
                                          tmp_path: Path) -> None:
     doc = tmp_path / "sylt-faehre.txt"
     doc.write_text("Die Autofähre von Havneby nach List auf Sylt braucht etwa vierzig Minuten. "
@@ -89,6 +84,6 @@ def test_upload_goes_into_the_collection(page: Any, milvus_server: UIServer,
     assert "sylt-faehre.txt" in src1.inner_text()
     assert "vierzig Minuten" in src1.locator("mark").first.inner_text()
     shot(page, "milvus-02-upload")
-    milvus = milvus_server.retriever.milvus
+    milvus = ui_server.retriever.milvus
     assert "sylt-faehre.txt" in milvus.documents()
     milvus.verify()
