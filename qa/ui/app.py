@@ -113,6 +113,13 @@ def build_app(retriever: Any) -> Any:
         chat_html, sources_html, history_html, _ = views(convs.without_stale(store))
         return chat_html, sources_html, history_html
 
+    def shown_when_settled(store: Any) -> tuple[Any, ...]:
+        # While a question is being answered its own handlers draw the page; a late redraw from
+        # this change could put "Searching" back over the answer.
+        if any(t.get("pending") for t in convs.current_turns(convs.without_stale(store))):
+            return gr.skip(), gr.skip(), gr.skip()
+        return shown(store)
+
     def start(question: str, store: Any) -> tuple[Any, ...]:
         q = (question or "").strip()
         if not q:
@@ -300,7 +307,7 @@ def build_app(retriever: Any) -> Any:
         # the page's load event; both show them.
         demo.load(lambda s: (*shown(s), *index_views()), [store],
                   [chat, sources, history, header, index_panel], **private)
-        store.change(shown, [store], [chat, sources, history], **private)
+        store.change(shown_when_settled, [store], [chat, sources, history], **private)
 
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")
