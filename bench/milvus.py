@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import XQUAD, percentiles, save_section, timed
+from .common import XQUAD, machine, percentiles, timed
 from .scale import DIM, synthetic, synthetic_index
 
 
@@ -237,13 +237,16 @@ def run(quick: bool = False, passages: int = 100_000, part: str | None = None
 
 
 def _save(out: dict[str, Any], results: Path, json: Any) -> None:
-    """Merge ``out`` into the saved "milvus" section (the parts may run as two processes)."""
-    saved = json.loads(results.read_text("utf-8")).get("milvus", {}) if results.exists() else {}
-    save_section("milvus", {**saved, **out})
+    """Merge ``out`` into the saved "milvus" section (the parts may run as two processes),
+    with its own machine line: the other sections keep theirs."""
+    data = json.loads(results.read_text("utf-8")) if results.exists() else {}
+    data["milvus"] = {**data.get("milvus", {}), **out, "machine": machine()}
+    results.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", "utf-8")
 
 
 def report(out: dict[str, Any]) -> str:
-    lines: list[str] = []
+    m = out.get("machine")
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['when']}"] if m else []
     a = out.get("xquad")
     if a:
         lines += [f"XQuAD dev, {a['questions']} questions, exact search on both: same top-5 "
