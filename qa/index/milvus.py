@@ -21,7 +21,7 @@ commit. Replacing a document:
 
 Removing one marks it pending with version 0 (invisible at once), deletes its rows, then its
 row. A writer killed anywhere leaves a pending document row; :meth:`MilvusIndex.recover` (run
-before every update) finishes steps 4, so a restarted worker leaves no orphans and no
+before every update) finishes step 4 for it, so a restarted worker leaves no orphans and no
 duplicates. Readers keep only rows of the live version, and a reader that finds rows of its
 version gone (deleted by step 4 after it read the version) reads again
 (see :mod:`qa.index.milvus_retriever`). All reads are at Strong consistency, so a commit
@@ -98,7 +98,7 @@ def row_id(doc_id: str, version: int, kind: str, n: int) -> int:
 
 @dataclass(frozen=True)
 class PassageRow:
-    """A passage as stored: its chunk, vector, row id, version and sentence count."""
+    """A passage as stored: its row id, version, chunk and vector."""
 
     id: int
     version: int
