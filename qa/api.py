@@ -200,6 +200,15 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
     def documents() -> list[dict[str, Any]]:
         return retriever.documents()
 
+    @app.get("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth)
+    def document(doc_id: str) -> dict[str, Any]:
+        """One document's whole text (what passage and citation offsets refer to), as the
+        chat's document viewer shows it."""
+        meta = next((d for d in retriever.documents() if d["doc_id"] == doc_id), None)
+        if meta is None:
+            raise HTTPException(404, f"no document {doc_id!r} in the index")
+        return {**meta, "text": retriever.document_text(doc_id)}
+
     @app.post("/api/documents", tags=["documents"], dependencies=auth,
               **body_limit(MAX_UPLOAD_REQUEST_BYTES))
     async def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008

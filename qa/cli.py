@@ -93,6 +93,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
                             passage_vectors=args.passage_vectors, milvus=args.milvus,
                             collection=args.collection, shard=args.shard)
+    if args.optimize:
+        r.optimize()
     report = r.last_report
     assert report is not None  # build() always records one
     for s in report.skipped:
@@ -179,8 +181,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0
     index = IndexDir(args.index or default_index_dir())
     version, manifest = index.verify(full=True)
-    print(f"{index.path}: {version} is intact ({len(manifest['files'])} files checked, "
-          f"{manifest['counts']['documents']} documents, {manifest['counts']['chunks']} passages)")
+    segments = len(manifest.get("segments", [])) or 1
+    print(f"{index.path}: {version} is intact ({segments} segment{'s' * (segments > 1)} "
+          f"checked, {manifest['counts']['documents']} documents, "
+          f"{manifest['counts']['chunks']} passages)")
     return 0
 
 
@@ -223,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
     p.add_argument("--shard", metavar="I/N", help="with --milvus: index only the I-th of N "
                    "disjoint parts of the files (one worker each, any machines)")
+    p.add_argument("--optimize", action="store_true",
+                   help="then merge the index's segments into one (faster answers after many "
+                        "updates)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question with citations")

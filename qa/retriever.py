@@ -23,11 +23,12 @@ import numpy as np
 from . import abstain
 from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, compose
 from .chunking import Chunker
-from .documents import UnreadableFile, iter_files, load_documents, read_document
+from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
 from .index import IndexDir, Snapshot
-from .index.update import Progress, UpdateReport, apply_update
+from .index.document_text import document_text
+from .index.update import Progress, UpdateReport, apply_update, rewrite
 
 PASSAGE_WEIGHT = 0.3
 MAX_QUESTION_CHARS = 2000
@@ -223,8 +224,9 @@ class Retriever:
             "embedder": snap.embedder,
             "dim": snap.manifest["dim"],
             "documents": snap.document_count,
-            "passages": len(snap.chunks),
-            "sentences": len(snap.sentence_vectors),
+            "passages": snap.passage_count,
+            "sentences": snap.sentence_count,
+            "segments": len(snap.views),
             "chunking": snap.manifest["chunking"],
         }
 
@@ -236,29 +238,9 @@ class Retriever:
         ]
 
     def document_text(self, doc_id: str) -> str:
-        """The text of an indexed document, as the offsets of its passages and citations refer to
-        it: the source file when it still holds what was indexed, else the passages put back at
-        their offsets (the gaps between them, whitespace the splitter dropped, as line breaks).
-        BadRequest for an unknown id."""
-        snap = self.snapshot()
-        meta = snap.documents.get(doc_id)
-        if meta is None:
-            raise BadRequest(f"no document {doc_id!r} in the index")
-        try:
-            doc = read_document(meta.get("source") or "", doc_id)
-            if doc.content_hash == meta.get("sha256"):
-                return doc.text
-        except (UnreadableFile, OSError):
-            pass
-        pieces: list[str] = []
-        end = 0
-        for c in sorted((c for c in snap.chunks if c.doc_id == doc_id), key=lambda c: c.start):
-            if c.start > end:
-                pieces.append("\n" * min(c.start - end, 2) + " " * max(c.start - end - 2, 0))
-            if c.end > end:
-                pieces.append(c.text[max(end - c.start, 0):])
-                end = c.end
-        return "".join(pieces)
+        """The text of an indexed document, as its passages' and citations' offsets refer to it
+        (see :func:`qa.index.document_text.document_text`); BadRequest for an unknown id."""
+        return document_text(self.snapshot(), doc_id)
 
     # -- updates --------------------------------------------------------------------------
 
@@ -273,9 +255,8 @@ class Retriever:
             "embedder": embedder.name,
             "dim": embedder.dim,
             "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors},
-            "documents": {},
         }
-        return Snapshot.empty(manifest, embedder.dim)
+        return Snapshot.empty(manifest)
 
     @contextmanager
     def _writers_turn(self) -> Iterator[None]:
@@ -305,7 +286,8 @@ class Retriever:
             chunker = Chunker(
                 chunk_size=chunking["chunk_size"], chunk_overlap=chunking["chunk_overlap"]
             )
-            new, rep = apply_update(
+            rep = apply_update(
+                self.index,
                 old,
                 upsert=upsert,
                 remove=remove,
@@ -314,15 +296,19 @@ class Retriever:
                 chunker=chunker,
                 passage_vectors=chunking.get("passage_vectors", "embed"),
                 progress=progress,
+                force=rebuild or not self.index.exists(),
             )
             if report is not None:
                 rep.skipped = report.skipped
-            if rep.changed or rebuild or not self.index.exists():
-                self.index.write(new)
-                self._snapshot = None  # read again, from what was written
-            else:
-                self._snapshot, self._live_token = old, self.index.live_token()
+            self._snapshot = None  # read again, from what was written
             return rep
+
+    def optimize(self) -> None:
+        """Merge the index's segments into one, dropping deleted passages (``qa index
+        --optimize``): answering then searches one structure, rebuilt for the whole index."""
+        with self._write_lock, self.index.lock(wait=30.0):
+            rewrite(self.index, self.index.read())
+            self._snapshot = None
 
     def add(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None
@@ -390,7 +376,7 @@ class Retriever:
         self, question: str, k: int
     ) -> tuple[Snapshot, list[tuple[int, float]], dict[int, np.ndarray]]:
         snap = self.snapshot()
-        if not snap.chunks:
+        if not snap.passage_count:
             return snap, [], {}
         q = self.embedder.embed_queries([question])
         if q.shape[1] != snap.manifest["dim"]:
@@ -398,18 +384,12 @@ class Retriever:
                 f"embedder gives {q.shape[1]}-dimensional vectors, index holds "
                 f"{snap.manifest['dim']}"
             )
-        sentence_store = snap.store("sentences")
-        # Without a sentence store (large indexes) more passages are re-scored instead.
-        depth = _PASSAGE_CANDIDATES * (1 if sentence_store is not None else 3) + k
-        _, chunk_ids = snap.store("chunks").search(q, depth)  # type: ignore[union-attr]
-        rows = set(chunk_ids[0][chunk_ids[0] >= 0].tolist())
-        if sentence_store is not None:
-            _, sent_ids = sentence_store.search(q, _SENTENCE_CANDIDATES + k)
-            rows.update(snap.sentence_chunks[sent_ids[0][sent_ids[0] >= 0]].tolist())
+        # Without a sentence store (large segments) more passages are re-scored instead.
+        rows_in_order = snap.candidate_rows(q, passages=_PASSAGE_CANDIDATES + k,
+                                            sentences=_SENTENCE_CANDIDATES + k)
         qv = q[0]
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
-        rows_in_order = sorted(rows)
         passage_sims = snap.passage_vectors(rows_in_order) @ qv
         for row, passage_sim in zip(rows_in_order, passage_sims.tolist()):
             sims = snap.sentence_vectors_of(row) @ qv

@@ -716,8 +716,13 @@ def _live(idx: Path) -> Path:
     return idx / (idx / "CURRENT").read_text().strip()
 
 
+def _segment(idx: Path) -> Path:
+    [entry] = json.loads((_live(idx) / "manifest.json").read_text())["segments"]
+    return idx / "segments" / entry["name"]
+
+
 def _flip_npy_byte(idx: Path) -> None:
-    f = _live(idx) / "chunk_vectors.npy"
+    f = _segment(idx) / "chunk_vectors.npy"
     data = bytearray(f.read_bytes())
     data[len(data) - 7] ^= 0x10  # in the float data, size unchanged
     f.write_bytes(bytes(data))
@@ -730,27 +735,39 @@ def _edit_manifest(idx: Path, change) -> None:
     f.write_text(json.dumps(m))
 
 
+def _edit_segment(idx: Path, change) -> None:
+    f = _segment(idx) / "segment.json"
+    m = json.loads(f.read_text())
+    change(m)
+    f.write_text(json.dumps(m))
+
+
 def _set_current(value: str):
     return lambda idx: (idx / "CURRENT").write_text(value)
 
 
 DAMAGE = {
     "flipped byte in a .npy": _flip_npy_byte,
-    "checksum edited": lambda idx: _edit_manifest(
+    "checksum edited": lambda idx: _edit_segment(
         idx, lambda m: m["files"]["chunks.jsonl"].update(sha256="0" * 64)),
-    "checksum entry removed": lambda idx: _edit_manifest(
+    "checksum entry removed": lambda idx: _edit_segment(
         idx, lambda m: m["files"].pop("chunk_vectors.npy")),
-    "checksum list removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("files")),
-    "checksum list emptied": lambda idx: _edit_manifest(idx, lambda m: m.update(files={})),
-    "checksum entry malformed": lambda idx: _edit_manifest(
+    "checksum list removed": lambda idx: _edit_segment(idx, lambda m: m.pop("files")),
+    "checksum list emptied": lambda idx: _edit_segment(idx, lambda m: m.update(files={})),
+    "checksum entry malformed": lambda idx: _edit_segment(
         idx, lambda m: m["files"].update({"chunks.jsonl": "abc"})),
-    "checksum names a path outside": lambda idx: _edit_manifest(
+    "checksum names a path outside": lambda idx: _edit_segment(
         idx, lambda m: m["files"].update({"../../../etc/hostname": {"size": 1,
                                                                     "sha256": "0" * 64}})),
+    "segment checksum edited in the version": lambda idx: _edit_manifest(
+        idx, lambda m: m["segments"][0].update(sha256="0" * 64)),
+    "segment list removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("segments")),
+    "segment named outside": lambda idx: _edit_manifest(
+        idx, lambda m: m["segments"][0].update(name="../../etc")),
     "dim removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("dim")),
     "documents not a mapping": lambda idx: _edit_manifest(idx, lambda m: m.update(documents=[])),
-    "document list edited": lambda idx: (_live(idx) / "documents.json").write_text("[]"),
-    "document list removed": lambda idx: (_live(idx) / "documents.json").unlink(),
+    "document list edited": lambda idx: (_segment(idx) / "documents.json").write_text("[]"),
+    "document list removed": lambda idx: (_segment(idx) / "documents.json").unlink(),
     "manifest is a list": lambda idx: (_live(idx) / "manifest.json").write_text("[1, 2]"),
     "manifest not UTF-8": lambda idx: (_live(idx) / "manifest.json").write_bytes(b"\xff\xfe{"),
     "CURRENT ../x": _set_current("../x\n"),
@@ -761,6 +778,7 @@ DAMAGE = {
     "CURRENT is a folder": lambda idx: ((idx / "CURRENT").unlink(),
                                         (idx / "CURRENT").mkdir()),
     "version folder removed": lambda idx: __import__("shutil").rmtree(_live(idx)),
+    "segment folder removed": lambda idx: __import__("shutil").rmtree(_segment(idx)),
 }
 
 

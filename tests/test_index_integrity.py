@@ -217,7 +217,7 @@ def test_a_changed_byte_outside_the_sampled_blocks_never_gives_a_cosine_above_on
     monkeypatch.setattr("qa.index.checksums.SAMPLE_BLOCK", 16)
     idx = tmp_path / "idx"
     build([corpus], idx)
-    f = next(live(idx).rglob("sentence_vectors.npy"))
+    f = next(idx.glob("segments/*/sentence_vectors.npy"))
     vectors = np.load(f)
     data = bytearray(f.read_bytes())
     header = len(data) - vectors.nbytes
@@ -231,10 +231,10 @@ def test_a_changed_byte_outside_the_sampled_blocks_never_gives_a_cosine_above_on
                     if header + 4 * (r * vectors.shape[1] + c) + 3 not in sampled)
     data[header + 4 * (row * vectors.shape[1] + col) + 3] = 0x41
     f.write_bytes(bytes(data))
-    snap = IndexDir(idx).read()
-    chunk_row = int(snap.sentence_chunks[row])
-    chunk = snap.chunks[chunk_row]
-    s, e = chunk.sentences[row - int(snap.sentence_offsets[chunk_row])]
+    seg = IndexDir(idx).read().views[0].segment
+    chunk_row = int(seg.sentence_chunks[row])
+    chunk = seg.chunks[chunk_row]
+    s, e = chunk.sentences[row - int(seg.sentence_offsets[chunk_row])]
     question = chunk.text[s - chunk.start : e - chunk.start]
     r = Retriever.load(idx, embedder=TrigramEmbedder())  # sampled: loads
     with pytest.raises(IndexDamaged, match="sentence_vectors.npy") as err:

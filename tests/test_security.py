@@ -538,6 +538,41 @@ def test_api_token_also_guards_the_chat_and_its_gradio_api(
 
 
 
+
+def test_gradio_client_with_the_token_works_and_without_it_does_not(
+    retriever: Retriever, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What README promises for QA_API_TOKEN: gradio_client with the bearer header works
+    (uploads included), without it the client cannot even connect."""
+    import threading
+
+    import uvicorn
+    from gradio_client import Client, handle_file
+
+    monkeypatch.delenv("QA_AUTH", raising=False)
+    monkeypatch.setenv("QA_API_TOKEN", "tok-123")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_server_app(retriever), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):  # noqa: B017 - whichever error the client raises
+            Client(url, verbose=False)
+        c = Client(url, verbose=False, headers={"Authorization": "Bearer tok-123"})
+        assert c.predict("cats", 2, api_name="/search")["passages"]
+        (tmp_path / "owls.txt").write_text("Owls hunt at night.")
+        rep = c.predict([handle_file(str(tmp_path / "owls.txt"))], api_name="/upload")
+        assert rep["added"] == ["owls.txt"], rep
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
 def test_delete_removes_the_uploaded_file_and_nothing_else(retriever: Retriever,
                                                            tmp_path: Path) -> None:
     """#17.5: DELETE /api/documents/x left the file in the upload folder."""

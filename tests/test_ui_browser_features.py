@@ -125,6 +125,7 @@ def test_delete_a_document_after_confirming(page, ui_server: UIServer,  # noqa: 
     doc.write_text("Der Kormoran trocknet seine Flügel in der Sonne.", encoding="utf-8")
     upload(page, doc)
     before = doc_count(ui_server)
+    assert (ui_server.index_dir / "uploads" / "loeschen-bitte.txt").is_file()
     row = page.locator("#qa-index-panel li[data-doc='loeschen-bitte.txt']")
     row.locator(".qa-doc-del").click()
     confirm = row.locator(".qa-doc-confirm")
@@ -136,6 +137,7 @@ def test_delete_a_document_after_confirming(page, ui_server: UIServer,  # noqa: 
     row.locator(".qa-del-yes").click()
     page.wait_for_selector("#qa-index-panel li[data-doc='loeschen-bitte.txt']", state="detached")
     assert doc_count(ui_server) == before - 1
+    assert not (ui_server.index_dir / "uploads" / "loeschen-bitte.txt").exists()
     assert "Deleted loeschen-bitte.txt" in page.inner_text("#qa-index-panel")
     assert str(before - 1) in page.inner_text("#qa-index-pill")
 
@@ -168,6 +170,9 @@ def test_conversations_survive_a_reload(page) -> None:  # noqa: F811
     page.reload()
     page.wait_for_selector("#turn-1 .qa-a:not(.qa-a-pending)")
     assert "stille Übereinkunft" in page.inner_text("#qa-chat")  # the open one is back
+    save = page.locator("#qa-history .qa-save-conv")  # exported only by the user, from the page
+    assert save.get_attribute("download") == "conversation.md"
+    assert save.get_attribute("href").startswith("data:text/markdown")
     assert page.locator("#qa-sources .qa-src").count() >= 1
     page.click("#qa-history summary")
     items = page.locator("#qa-history .qa-conv-open")
@@ -241,7 +246,7 @@ def test_phone_nothing_clipped_and_a_way_back(page) -> None:  # noqa: F811
             if (!r.width || !r.height || s.visibility === 'hidden') continue;
             if (el.closest('.qa-tip, .qa-viewer-backdrop, [hidden], .hide-container')) continue;
             if (r.left < -1 || r.right > window.innerWidth + 1) {
-              out.push(`${el.tagName}.${el.className} ${Math.round(r.left)}-${Math.round(r.right)}`);
+              out.push(`${el.tagName}.${el.className} ${r.left | 0}-${r.right | 0}`);
             } }
           return out.slice(0, 10); }""")
     assert clipped == []

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -124,6 +125,11 @@ def test_conversations_open_delete_and_survive_garbage() -> None:
     assert convs.checked("garbage") == convs.empty_store()
     html = render_history(s)
     assert "first?" in html and 'data-conv="' + first + '"' in html
+    assert "qa-save-conv" not in html  # a new conversation has nothing to save
+    html = render_history(convs.opened(s, first))
+    assert 'download="conversation.md"' in html
+    href = html.split('class="qa-save-conv" href="')[1].split('"')[0]
+    assert unquote(href).startswith("data:text/markdown;charset=utf-8,**first?**\n\nA1")
 
 
 def test_history_sent_with_a_question_is_the_answered_turns() -> None:
@@ -171,6 +177,24 @@ def test_document_text_matches_every_passage_offset(tmp_path: Path, corpus: Path
     assert doc["highlights"] == [(2, 8)]
     html = render_document(doc)
     assert "<h1><mark>Rivers</mark> of Europe</h1>" in html and "qa-viewer-close" in html
+
+
+def test_http_api_serves_a_whole_document(tmp_path: Path, corpus: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from qa.api import create_app
+
+    r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
+    client = TestClient(create_app(r))
+    got = client.get("/api/documents/sub/volcano.html")
+    assert got.status_code == 200
+    body = got.json()
+    assert body["doc_id"] == "sub/volcano.html" and body["title"] == "Volcanoes"
+    for p in r.search("Etna lava", 5):
+        if p.doc_id == "sub/volcano.html":
+            assert body["text"][p.start:p.end] == p.text
+    missing = client.get("/api/documents/nope.txt")
+    assert missing.status_code == 404 and "no document 'nope.txt'" in missing.json()["detail"]
 
 
 # -- feedback -------------------------------------------------------------------------------------

@@ -7,19 +7,19 @@ Layout::
       PUBLISHED                the newest version ever made live: CURRENT naming an older one
                                is a rollback by hand, refused
       LOCK                     held (flock) by the one process writing
+      segments/s000003/        immutable segments: passages, vectors, stores (see segments.py)
       v000007/
-        manifest.json          format, embedder, dimension, chunking, counts, file checksums
-        documents.json         per document: title, content hash, size, passages, source
-        chunks.jsonl           one Chunk per line, in row order
-        chunk_offsets.npy      int64 byte offset of each line of chunks.jsonl (and the end)
-        chunk_vectors.npy      float32 (chunks x dim)
-        sentence_vectors.npy   float32 (sentences x dim), sentences in chunk order
-        sentence_chunks.npy    int32 row of each sentence's chunk
-        chunks.faiss           only above EXACT_LIMIT passages: the approximate (IVF) store
+        manifest.json          format, embedder, dimension, chunking, counts, its segments (with
+                               the checksum of each one's segment.json), checksums of the files
+                               below and of itself
+        deleted-s000003.npy    rows of a segment this version deletes (int64, ascending)
+        deleted.json           documents it deletes, by segment
 
-A writer builds a new version folder beside the live one and then replaces ``CURRENT``; a crash at
-any point leaves the old version live and complete. Readers resolve ``CURRENT`` once and read one
-version, so they never see a half-written index. No pickle anywhere.
+An update writes a new small segment, then a new version folder listing the segments and
+deletion marks, and then replaces ``CURRENT``; a crash at any point leaves the old version live
+and complete. Readers resolve ``CURRENT`` and read one version, so they never see a half-written
+index. Format 3 indexes (one version folder holding everything) are read as one segment and
+rewritten in format 4 by their first update. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,32 +41,43 @@ import numpy as np
 
 from ..errors import BadRequest, IndexBusy, IndexDamaged, IndexNotFound
 from . import files
-from .checksums import file_entry, file_problem, manifest_checksum, well_formed
-from .faiss_store import EXACT_LIMIT, FaissStore, VectorStore
-from .rows import ChunkTable, NpyRows
-from .snapshot import Snapshot
+from .checksums import file_entry, file_problem, manifest_checksum, sha256, well_formed
+from .segments import SEGMENT_NAME, Segment, read_meta, verify_files, write_segment
+from .snapshot import SegmentView, Snapshot
 
-FORMAT_VERSION = 3
-# Format 2 held the documents inside manifest.json; 3 moved them to documents.json, read only
-# when asked for, so answering from an index of 100k documents does not parse them at start.
-_READABLE_FORMATS = (2, 3)
-_VECTOR_FILES = ("chunk_vectors.npy", "sentence_vectors.npy", "sentence_chunks.npy")
-# What loading opens, so what the manifest must hold checksums for.
-_CHECKED_FILES = ("chunks.jsonl", "chunk_offsets.npy", *_VECTOR_FILES)
-_MANIFEST_KEYS = {"embedder": str, "dim": int, "chunking": dict, "files": dict,
-                  "stores": dict}
+FORMAT_VERSION = 4
+# 2 held the documents inside manifest.json; 3 moved them to documents.json; 4 made a version a
+# list of segments plus deletion marks. 2 and 3 are read as one segment.
+_READABLE_FORMATS = (2, 3, 4)
+_MANIFEST_KEYS: dict[int, dict[str, type]] = {
+    3: {"embedder": str, "dim": int, "chunking": dict, "files": dict, "stores": dict},
+    4: {"embedder": str, "dim": int, "chunking": dict, "files": dict, "segments": list,
+        "counts": dict, "manifest_sha256": str},
+}
 # Version folders are named v + six digits (more after a million versions); "v1" is not ours.
 _VERSION_NAME = re.compile(r"v[0-9]{6,}")
 # What an index folder may hold besides its versions: anything else means it is not an index
 # (or not only one), and a writer refuses it rather than mixing its files with the user's.
-_OWN_NAMES = re.compile(r"LOCK|CURRENT(\.tmp)?|PUBLISHED(\.tmp)?|\.tmp-.*|uploads")
+_OWN_NAMES = re.compile(r"LOCK|CURRENT(\.tmp)?|PUBLISHED(\.tmp)?|\.tmp-.*|uploads|segments")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """A segment as a new version lists it: its name and what the version deletes from it."""
+
+    name: str
+    deleted_rows: np.ndarray
+    deleted_docs: frozenset[str]
+
 
 class IndexDir:
     """Reads and writes versions of an index in one directory."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        # Segments opened by the last read(), by name and checksum: the next read reuses them.
+        self._open: dict[tuple[str, str], Segment] = {}
 
     def __repr__(self) -> str:
         return f"IndexDir({str(self.path)!r})"
@@ -121,6 +133,7 @@ class IndexDir:
         )
 
     def read_manifest(self) -> tuple[str, dict[str, Any]]:
+        """The live version's name and manifest, checked to be well formed."""
         version = self.current_version()
         try:
             manifest = json.loads((self.path / version / "manifest.json").read_text("utf-8"))
@@ -128,140 +141,147 @@ class IndexDir:
             raise IndexDamaged(self._damaged("manifest.json", f"cannot be read ({exc})")) from exc
         if not isinstance(manifest, dict) or "format_version" not in manifest:
             raise IndexDamaged(self._damaged("manifest.json", "is not an index manifest"))
-        if manifest["format_version"] not in _READABLE_FORMATS:
+        fmt = manifest["format_version"]
+        if fmt not in _READABLE_FORMATS:
             raise IndexDamaged(
-                f"index {self.path} has format {manifest['format_version']}, this qa reads "
-                f"formats {', '.join(map(str, _READABLE_FORMATS))}; rebuild it with "
+                f"index {self.path} has format {fmt}, this qa reads formats "
+                f"{', '.join(map(str, _READABLE_FORMATS))}; rebuild it with "
                 f"`qa index PATH... --index {self.path} --rebuild`"
             )
         recorded = manifest.get("manifest_sha256")
         if recorded is not None and recorded != manifest_checksum(manifest):
             raise IndexDamaged(self._damaged("manifest.json", "does not match its checksum "
                                              "(edited or damaged?)"))
-        inline = manifest["format_version"] == 2 or "documents" in manifest
-        keys = dict(_MANIFEST_KEYS, **({"documents": dict} if inline else {}))
+        keys = dict(_MANIFEST_KEYS[max(fmt, 3)])
+        if fmt < 4 and (fmt == 2 or "documents" in manifest):
+            keys["documents"] = dict
         for key, kind in keys.items():
             if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
                 raise IndexDamaged(self._damaged("manifest.json", f"has no valid {key!r}"))
+        if fmt == 4 and not all(
+                isinstance(e, dict) and isinstance(e.get("name"), str)
+                and SEGMENT_NAME.fullmatch(e["name"]) and isinstance(e.get("sha256"), str)
+                for e in manifest["segments"]):
+            raise IndexDamaged(self._damaged("manifest.json", "has a malformed segment list"))
         return version, manifest
 
-    def verify(self, *, full: bool = True) -> tuple[str, dict[str, Any]]:
-        """Check every file of the live version against the manifest; IndexDamaged if not.
-        ``full=False`` checks large files by size and sampled blocks only (what loading does)."""
-        version, manifest = self.read_manifest()
-        vdir = self.path / version
-        # Every file that loading opens must have a checksum: an edited manifest that drops
-        # entries (or the whole list) must not switch verification off.
-        required = set(_CHECKED_FILES) | ({"documents.json"} if "documents" not in manifest
-                                          else set())
-        for store, kind in manifest.get("stores", {}).items():
-            if kind not in ("flat", "none"):
-                required.add(f"{store}.faiss")
+    def _check_version_files(self, version: str, manifest: dict[str, Any], *,
+                             full: bool) -> None:
         entries = manifest["files"]
-        if not required <= set(entries) or not all(
-            well_formed(e) and _PLAIN_NAME.fullmatch(n) for n, e in entries.items()
-        ):
+        if not all(well_formed(e) and _PLAIN_NAME.fullmatch(n) for n, e in entries.items()):
             raise IndexDamaged(self._damaged("manifest.json", "has an incomplete checksum list"))
         for name, expected in entries.items():
-            problem = file_problem(vdir / name, expected, full=full)
+            problem = file_problem(self.path / version / name, expected, full=full)
             if problem:
                 raise IndexDamaged(self._damaged(name, problem))
+
+    def verify(self, *, full: bool = True) -> tuple[str, dict[str, Any]]:
+        """Check every file of the live version and its segments against their checksums;
+        IndexDamaged if not. ``full=False`` checks large files by sampled blocks only (what
+        loading does)."""
+        version, manifest = self.read_manifest()
+        if manifest["format_version"] < 4:
+            verify_files(self.path / version, _legacy_meta(manifest), full=full,
+                         documents_inline="documents" in manifest)
+            return version, manifest
+        self._check_version_files(version, manifest, full=full)
+        for entry in manifest["segments"]:
+            self._segment_meta(entry, full=full)
         return version, manifest
 
+    def _segment_meta(self, entry: dict[str, Any], *, full: bool) -> dict[str, Any]:
+        path = self.segments_dir / entry["name"]
+        if not (path / "segment.json").is_file():
+            raise IndexDamaged(self._damaged(f"segment {entry['name']}", "is missing"))
+        if sha256(path / "segment.json") != entry["sha256"]:
+            raise IndexDamaged(self._damaged(f"segments/{entry['name']}/segment.json",
+                                             "does not match its checksum (edited?)"))
+        meta = read_meta(path)
+        verify_files(path, meta, full=full)
+        return meta
+
+    @property
+    def segments_dir(self) -> Path:
+        """Where the segments are."""
+        return self.path / "segments"
+
     def read(self) -> Snapshot:
-        """Load the live version, verifying its files against the manifest's checksums.
-        Vectors are memory-mapped and passages read on demand."""
+        """Load the live version, verifying its files against their checksums (large ones by
+        sampled blocks). Segments already open (they never change) are reused."""
         version, manifest = self.verify(full=False)
         vdir = self.path / version
+        if manifest["format_version"] < 4:
+            documents = manifest.get("documents")
+            seg = Segment(vdir, _legacy_meta(manifest), documents=documents)
+            return Snapshot(manifest, [SegmentView(seg)], version)
         try:
-            offsets = np.load(vdir / "chunk_offsets.npy", allow_pickle=False)
-            chunks = ChunkTable(vdir / "chunks.jsonl", offsets)
-            # Memory-mapped for whole-array work (updates, small flat stores); answering reads
-            # rows through NpyRows instead.
-            arrays = {n: np.load(vdir / n, allow_pickle=False, mmap_mode="r")
-                      for n in _VECTOR_FILES}
-            rows = {n: NpyRows(vdir / n) for n in ("chunk_vectors.npy", "sentence_vectors.npy")}
-            documents_file = (open(vdir / "documents.json", "rb")  # noqa: SIM115 - see field
-                              if "documents" not in manifest else None)
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexDamaged(self._damaged(version, f"cannot be read ({exc})")) from exc
-        dim = manifest["dim"]
-        if (
-            arrays["chunk_vectors.npy"].shape != (len(chunks), dim)
-            or arrays["sentence_vectors.npy"].shape[1:] != (dim,)
-            or len(arrays["sentence_chunks.npy"]) != len(arrays["sentence_vectors.npy"])
-        ):
-            raise IndexDamaged(self._damaged(version, "has arrays of inconsistent shapes"))
-        stores: dict[str, VectorStore] = {}
-        for name in ("chunks", "sentences"):
-            kind = manifest.get("stores", {}).get(name, "flat")
-            if kind not in ("flat", "none"):
+            deleted_docs = (json.loads((vdir / "deleted.json").read_text("utf-8"))
+                            if "deleted.json" in manifest["files"] else {})
+        except (OSError, ValueError) as exc:
+            raise IndexDamaged(self._damaged("deleted.json", f"cannot be read ({exc})")) from exc
+        views = []
+        opened: dict[tuple[str, str], Segment] = {}
+        for entry in manifest["segments"]:
+            key = (entry["name"], entry["sha256"])
+            seg = self._open.get(key) or Segment(self.segments_dir / entry["name"],
+                              read_meta(self.segments_dir / entry["name"]))
+            opened[key] = seg
+            rows = None
+            if f"deleted-{entry['name']}.npy" in manifest["files"]:
                 try:
-                    stores[name] = FaissStore.load(vdir / f"{name}.faiss", kind)
-                except RuntimeError as exc:
-                    raise IndexDamaged(self._damaged(f"{name}.faiss", "cannot be read")) from exc
-        return Snapshot(
-            manifest,
-            chunks,
-            arrays["chunk_vectors.npy"],
-            arrays["sentence_vectors.npy"],
-            arrays["sentence_chunks.npy"],
-            version=version,
-            stores=stores,
-            chunk_rows=rows["chunk_vectors.npy"],
-            sentence_rows=rows["sentence_vectors.npy"],
-            documents_file=documents_file,
-        )
+                    rows = np.load(vdir / f"deleted-{entry['name']}.npy", allow_pickle=False)
+                except (OSError, ValueError) as exc:
+                    raise IndexDamaged(self._damaged(f"deleted-{entry['name']}.npy",
+                                                     "cannot be read")) from exc
+                if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= len(seg))):
+                    raise IndexDamaged(self._damaged(f"deleted-{entry['name']}.npy",
+                                                     "names rows the segment does not have"))
+            views.append(SegmentView(seg, rows, frozenset(deleted_docs.get(entry["name"], ()))))
+        self._open = opened
+        return Snapshot(manifest, views, version)
 
-    def write(self, snap: Snapshot, *, store_kind: str | None = None) -> str:
-        """Write ``snap`` as a new version and make it live; returns the version name (``snap``
-        itself is not changed: :meth:`read` loads what was written).
+    def new_segment_name(self) -> str:
+        """A name no segment has had (the caller holds :meth:`lock`)."""
+        numbers = [int(p.name[1:]) for p in self.segments_dir.glob("s[0-9]*")
+                   if p.name[1:].isdigit()] if self.segments_dir.is_dir() else []
+        return f"s{max(numbers, default=0) + 1:06d}"
 
-        The caller must hold :meth:`lock`.
+    def write_segment(self, **parts: Any) -> tuple[str, dict[str, Any]]:
+        """Write a new segment (see :func:`.segments.write_segment`); returns its name and
+        meta."""
+        name = self.new_segment_name()
+        return name, write_segment(self.segments_dir, name, **parts)
+
+    def publish(self, base: dict[str, Any], segments: Sequence[SegmentEntry],
+                counts: dict[str, int]) -> str:
+        """Write a version listing ``segments`` and make it live; returns its name.
+
+        ``base`` gives the embedder, dimension and chunking. The caller holds :meth:`lock`.
         """
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.path / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            lines = [
-                (json.dumps(c.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
-                for c in snap.chunks
-            ]
-            offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-            np.cumsum([len(x) for x in lines], out=offsets[1:])
-            files.write_file(tmp / "chunks.jsonl", b"".join(lines))
-            del lines
-            files.save_npy(tmp / "chunk_offsets.npy", offsets)
-            # np.asarray, not astype: no copy of arrays that are float32 already (gigabytes at
-            # a million passages).
-            for name, array, dtype in (("chunk_vectors", snap.chunk_vectors, np.float32),
-                                       ("sentence_vectors", snap.sentence_vectors, np.float32),
-                                       ("sentence_chunks", snap.sentence_chunks, np.int32)):
-                files.save_npy(tmp / f"{name}.npy", np.asarray(array, dtype))
-            kind = store_kind or ("flat" if len(snap.chunks) <= EXACT_LIMIT else "ivf")
-            stores = {"chunks": kind, "sentences": "flat" if kind == "flat" else "none"}
-            if kind != "flat":  # approximate stores are costly to build: build once, save
-                store = FaissStore.build(snap.chunk_vectors, np.arange(len(snap.chunks)),
-                                         kind=kind)
-                store.save(tmp / "chunks.faiss")
-            documents = snap.documents
-            files.write_file(tmp / "documents.json",
-                        json.dumps(documents, ensure_ascii=False, indent=0).encode("utf-8"))
-            manifest = {k: v for k, v in snap.manifest.items() if k != "documents"}
-            manifest["format_version"] = FORMAT_VERSION
-            manifest["stores"] = stores
-            manifest["counts"] = {
-                "documents": len(documents),
-                "chunks": len(snap.chunks),
-                "sentences": len(snap.sentence_vectors),
-            }
-            manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            manifest["files"] = {f.name: file_entry(f) for f in sorted(tmp.iterdir())}
+            listed, deleted_docs = [], {}
+            for s in segments:
+                listed.append({"name": s.name,
+                               "sha256": sha256(self.segments_dir / s.name / "segment.json"),
+                               "deleted_rows": len(s.deleted_rows),
+                               "deleted_docs": len(s.deleted_docs)})
+                if len(s.deleted_rows):
+                    files.save_npy(tmp / f"deleted-{s.name}.npy",
+                                   np.asarray(np.unique(s.deleted_rows), np.int64))
+                if s.deleted_docs:
+                    deleted_docs[s.name] = sorted(s.deleted_docs)
+            if deleted_docs:
+                files.write_file(tmp / "deleted.json", json.dumps(deleted_docs).encode("utf-8"))
+            manifest = {k: base[k] for k in ("embedder", "dim", "chunking")}
+            manifest.update(format_version=FORMAT_VERSION, segments=listed, counts=counts,
+                            written_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            files={f.name: file_entry(f) for f in sorted(tmp.iterdir())})
             manifest["manifest_sha256"] = manifest_checksum(manifest)
-            files.write_file(
-                tmp / "manifest.json",
-                json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"),
-            )
+            files.write_file(tmp / "manifest.json",
+                             json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
             files.fsync_dir(tmp)
             version = self._next_version()
             os.rename(tmp, self.path / version)
@@ -291,10 +311,28 @@ class IndexDir:
                       if _VERSION_NAME.fullmatch(p.name) and (p / "manifest.json").is_file())
 
     def _prune(self, keep: set[str]) -> None:
-        """Remove old versions, keeping the newest previous one for readers still loading it."""
+        """Remove old versions, keeping the newest previous one for readers still loading it,
+        and the segments no remaining version lists."""
         old = [p for p in self._own_versions() if p.name not in keep]
         for p in old[:-1]:
             shutil.rmtree(p, ignore_errors=True)
+        self._remove_unlisted_segments()
+
+    def _remove_unlisted_segments(self) -> None:
+        if not self.segments_dir.is_dir():
+            return
+        listed: set[str] = set()
+        for v in self._own_versions():
+            try:
+                manifest = json.loads((v / "manifest.json").read_text("utf-8"))
+                listed.update(e["name"] for e in manifest.get("segments", []))
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                return  # unsure what a damaged version lists: keep everything
+        for p in self.segments_dir.iterdir():
+            if p.name.startswith(".tmp-") or (
+                    SEGMENT_NAME.fullmatch(p.name) and p.name not in listed
+                    and (p / "segment.json").is_file()):
+                shutil.rmtree(p, ignore_errors=True)
 
     def _refuse_foreign_folder(self) -> None:
         """BadRequest if the folder exists, is not an index and holds anything an index did not
@@ -333,7 +371,7 @@ class IndexDir:
             # Folders left by a writer that was killed are garbage now that we hold the lock:
             # unfinished ones, and versions newer than the live one (killed before CURRENT was
             # replaced), which would otherwise be kept by _prune instead of the previous live one.
-            for stale in self.path.glob(".tmp-*"):
+            for stale in (*self.path.glob(".tmp-*"), *self.path.glob("segments/.tmp-*")):
                 shutil.rmtree(stale, ignore_errors=True)
             # Not after a rollback by hand: current_version() refuses it, and the newer
             # versions it hides are the real ones.
@@ -342,6 +380,14 @@ class IndexDir:
                 for p in self._own_versions():
                     if int(p.name[1:]) > live:
                         shutil.rmtree(p, ignore_errors=True)
+                # Versions and segments a killed writer did not get to remove.
+                self._prune(keep={f"v{live:06d}"})
             yield
         finally:
             os.close(fd)
+
+
+def _legacy_meta(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A format-2/3 version folder described as a segment."""
+    return {"dim": manifest["dim"], "files": manifest["files"],
+            "store": manifest.get("stores", {}).get("chunks", "flat")}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import feedback
-from ..api import safe_upload_name
+from ..api import discard_upload, safe_upload_name
 from ..errors import BadRequest, QAError
 
 DEFAULT_K = 5
@@ -118,12 +118,16 @@ class ChatActions:
                 "highlights": spans, "passages": meta["passages"]}
 
     def delete(self, doc_id: Any) -> dict[str, Any]:
-        """Remove one document from the index; BadRequest if there is none of that id."""
+        """Remove one document from the index (and its file, if it was uploaded); BadRequest if
+        there is none of that id."""
         doc_id = str(doc_id or "")
         if doc_id not in {d["doc_id"] for d in self.r.documents()}:
             raise BadRequest(f"no document {doc_id!r} in the index")
         with self._upload_lock:
+            source = self.r.snapshot().documents.get(doc_id, {}).get("source", "")
             report = self.r.remove([doc_id])
+            if doc_id in report.removed:  # as DELETE /api/documents: an upload's file goes too
+                discard_upload(source, upload_dir_for(self.r))
         info = self.r.info()
         return {"removed": list(report.removed), "documents": info["documents"],
                 "passages": info["passages"]}

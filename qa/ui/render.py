@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -192,8 +193,7 @@ def render_index(info: dict[str, Any], documents: Sequence[dict[str, Any]],
                    more=max(len(documents) - MAX_LISTED_DOCUMENTS, 0))
 
 
-def render_upload_status(rep: dict[str, Any] | None, error: str | None = None,
-                         indexing: Sequence[str] = ()) -> str:
+def render_upload_status(rep: dict[str, Any] | None, error: str | None = None) -> str:
     """What the last upload did (or the upload rules, before any)."""
     kind = "idle"
     if error:
@@ -204,7 +204,7 @@ def render_upload_status(rep: dict[str, Any] | None, error: str | None = None,
         kind = "warn" if bad and good else "bad" if bad else "ok"
     types = ", ".join(s for s in SUPPORTED_SUFFIXES if s != ".markdown")
     return _render("upload_status.html", kind=kind, error=error, types=types,
-                   limit_mb=MAX_UPLOAD_BYTES // 2**20, indexing=list(indexing),
+                   limit_mb=MAX_UPLOAD_BYTES // 2**20,
                    lines=rep["message"].split("\n") if rep else [])
 
 
@@ -214,9 +214,20 @@ def render_document(doc: dict[str, Any]) -> str:
     return _render("viewer.html", doc=doc, body=Markup(body), n_marks=len(doc["highlights"]))
 
 
+def conversation_markdown(turns: Sequence[dict[str, Any]]) -> str:
+    """A conversation's answered turns as one Markdown text (what *Save* downloads)."""
+    return "\n---\n\n".join(as_markdown(str(t["q"]), t["result"])
+                             for t in turns if t.get("result"))
+
+
 def render_history(store: dict[str, Any]) -> str:
-    """The list of earlier conversations, newest first, and the new-conversation button."""
+    """The list of earlier conversations, newest first, the new-conversation button, and a link
+    that saves the open conversation as Markdown (made in the page: nothing goes to a server)."""
     convs = [{"id": c["id"], "title": c["title"] or "(untitled)", "n": len(c["turns"]),
               "current": c["id"] == store.get("current")}
              for c in store.get("conversations") or []]
-    return _render("history.html", conversations=convs)
+    current = next((c for c in store.get("conversations") or []
+                    if c["id"] == store.get("current")), None)
+    text = conversation_markdown(current["turns"]) if current else ""
+    href = "data:text/markdown;charset=utf-8," + quote(text) if text else None
+    return _render("history.html", conversations=convs, save_href=href)
