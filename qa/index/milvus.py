@@ -210,6 +210,24 @@ class MilvusIndex:
                 out[row["doc_id"]] = {**row["meta"], "version": row["version"]}
         return dict(sorted(out.items()))
 
+    def documents_of(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Like :meth:`documents`, for these ids only (those that exist)."""
+        self._load()
+        rows = self.client.query(self.documents_name,
+                                 filter=f"doc_id in {literal(sorted(set(doc_ids)))}",
+                                 output_fields=["doc_id", "version", "meta"],
+                                 consistency_level=STRONG)
+        return {r["doc_id"]: {**r["meta"], "version": r["version"]}
+                for r in rows if r["version"] > 0 and r["doc_id"] != SETTINGS_KEY}
+
+    def chunks_of(self, doc_id: str, version: int) -> list[Chunk]:
+        """The passages of one version of a document, in order."""
+        rows = self.client.query(
+            self.passages_name, filter=f"doc_id == {literal([doc_id])[1:-1]} and version == "
+            f"{int(version)}", output_fields=["id"], limit=16_384, consistency_level=STRONG)
+        return sorted((p.chunk for p in self.passages([r["id"] for r in rows]).values()),
+                      key=lambda c: c.start)
+
     def live_versions(self, doc_ids: Iterable[str]) -> dict[str, int]:
         """The live version of each of these documents that exists."""
         ids = sorted(set(doc_ids))
