@@ -175,7 +175,10 @@ class MilvusIndex:
         """Replace the passages' exact index by HNSW (past EXACT_LIMIT passages)."""
         c = self.client
         c.release_collection(self.passages_name)
-        c.drop_index(self.passages_name, "vector")
+        for _ in range(3):  # a dropped connection (gRPC GOAWAY) has lost a drop before
+            if "vector" not in c.list_indexes(self.passages_name):
+                break
+            c.drop_index(self.passages_name, "vector")
         index = c.prepare_index_params()
         index.add_index(field_name="vector", **ANN_INDEX)
         c.create_index(self.passages_name, index)
