@@ -285,7 +285,7 @@ def test_api_slow_endpoint_answers_200_with_notice_and_bad_question_400(api) -> 
     finally:
         server.behaviour.delay = 0.0
     r = client.post("/api/ask", json={"question": "   ", "stream": True})
-    assert r.status_code == 400 and r.json()["detail"] == "question is empty"
+    assert 400 <= r.status_code < 500 and "question is empty" in r.json()["detail"]
 
 
 @pytest.mark.model
