@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,17 @@ class UpdateReport:
             parts.append(f"{len(self.skipped)} skipped")
         return ", ".join(parts)
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as the HTTP API and the chat return it; skipped files by name only
+        (a server's paths are not the client's business)."""
+        return {
+            "added": list(self.added),
+            "updated": list(self.updated),
+            "unchanged": list(self.unchanged),
+            "removed": list(self.removed),
+            "skipped": [{"file": Path(s.path).name, "reason": s.reason} for s in self.skipped],
+        }
+
 
 def _embed(
     embedder: Embedder, texts: Sequence[str], progress: Progress | None, done: int, total: int
@@ -76,7 +88,8 @@ def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: 
     sums = np.zeros((n, sentence_vectors.shape[1]), dtype=np.float32)
     np.add.at(sums, sentence_chunks, sentence_vectors)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.maximum(norms, 1e-12)
+    unit: np.ndarray = sums / np.maximum(norms, 1e-12)
+    return unit
 
 
 def check_unique_ids(docs: Sequence[Document]) -> None:
