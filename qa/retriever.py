@@ -302,7 +302,7 @@ class Retriever:
     def optimize(self) -> None:
         """Merge the index's segments into one, dropping deleted passages (``qa index
         --optimize``): answering then searches one structure, rebuilt for the whole index."""
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             rewrite(self.index, self.index.read())
             self._snapshot = None
 

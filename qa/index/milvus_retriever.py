@@ -63,11 +63,21 @@ def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
 
 @dataclass
 class MilvusView:
-    """What ``Retriever.ask`` reads from a search: the candidate passages by row id."""
+    """What ``Retriever.ask`` reads from a search (the candidate passages by row id), and what
+    the API and :func:`~qa.index.document_text.document_text` read (``documents``)."""
 
     embedder: str
     manifest: dict[str, Any]
-    chunks: dict[int, Chunk] = field(default_factory=dict)
+    chunks: Any = field(default_factory=dict)  # row id -> Chunk; or one document's, a list
+    index: MilvusIndex | None = None
+    known: dict[str, dict[str, Any]] | None = None  # the documents, when already read
+
+    @property
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """doc_id -> title, sha256, chars, chunks, source (read when asked for)."""
+        if self.known is None:
+            self.known = self.index.documents() if self.index is not None else {}
+        return self.known
 
 
 class MilvusRetriever(Retriever):
@@ -141,7 +151,18 @@ class MilvusRetriever(Retriever):
 
     def snapshot(self) -> MilvusView:  # type: ignore[override]
         settings = self.settings()
-        return MilvusView(settings["embedder"], settings)
+        return MilvusView(settings["embedder"], settings, index=self.milvus)
+
+    def document_text(self, doc_id: str) -> str:
+        """The text of an indexed document (see :func:`qa.index.document_text.document_text`),
+        from its source file if unchanged, else put together from its passages in Milvus."""
+        from .document_text import document_text
+
+        known = self.milvus.documents_of([doc_id])
+        view = MilvusView(self.settings()["embedder"], self.settings(), known=known)
+        if doc_id in known:
+            view.chunks = self.milvus.chunks_of(doc_id, int(known[doc_id]["version"]))
+        return document_text(view, doc_id)  # type: ignore[arg-type]  # BadRequest if unknown
 
     def info(self) -> dict[str, Any]:
         s = self.settings(fresh=True)

@@ -13,6 +13,7 @@ Gradio API (``gradio_client``): ``/ask`` (question, k) -> answer dict, ``/search
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import cache, partial
 from importlib import resources
 from typing import Any
@@ -108,14 +109,24 @@ def build_app(retriever: Any) -> Any:
         return render_conversation(turns), render_sources(turns), render_history(s), s
 
     # ---- chat handlers (UI only: hidden from the API) ----
-    def restore(store: Any) -> tuple[Any, ...]:
-        return (*views(convs.without_pending(store)), *index_views())
+    def shown(store: Any) -> tuple[str, str, str]:
+        # Never writes the store back: on page load it may still be the default value, read
+        # before the browser's copy, and writing that would erase the saved conversations.
+        chat_html, sources_html, history_html, _ = views(convs.without_stale(store))
+        return chat_html, sources_html, history_html
+
+    def shown_when_settled(store: Any) -> tuple[Any, ...]:
+        # While a question is being answered its own handlers draw the page; a late redraw from
+        # this change could put "Searching" back over the answer.
+        if any(t.get("pending") for t in convs.current_turns(convs.without_stale(store))):
+            return gr.skip(), gr.skip(), gr.skip()
+        return shown(store)
 
     def start(question: str, store: Any) -> tuple[Any, ...]:
         q = (question or "").strip()
         if not q:
             return (gr.skip(),) * 5
-        turns = [*convs.current_turns(store), {"q": q, "pending": True}]
+        turns = [*convs.current_turns(store), {"q": q, "pending": True, "since": time.time()}]
         return ("", *views(convs.with_turns(store, turns)))
 
     def finish(store: Any, k: Any) -> tuple[Any, ...]:
@@ -293,7 +304,11 @@ def build_app(retriever: Any) -> Any:
         files.upload(on_upload, [files], [upload_status, header, index_panel, files],
                      show_progress="full", show_progress_on=[upload_status],
                      api_visibility="private")
-        demo.load(restore, [store], [*conversation, header, index_panel], **private)
+        # The saved conversations arrive from localStorage as a change of `store`, possibly after
+        # the page's load event; both show them.
+        demo.load(lambda s: (*shown(s), *index_views()), [store],
+                  [chat, sources, history, header, index_panel], **private)
+        store.change(shown_when_settled, [store], [chat, sources, history], **private)
 
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")
