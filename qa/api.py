@@ -29,9 +29,10 @@ RETRY_AFTER_S = 5
 UPDATE_NICENESS = 10
 
 
-def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
+def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any = None) -> Any:
     """A FastAPI app serving the API under ``/api``. With ``token`` (or ``$QA_API_TOKEN``), every
-    request must send ``Authorization: Bearer TOKEN``."""
+    request must send ``Authorization: Bearer TOKEN``. With ``answerer``
+    (:class:`qa.generation.ModelAnswerer`) a language model writes the answers of ``/api/ask``."""
     from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -45,6 +46,8 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
                               json_schema_extra={"maxLength": MAX_QUESTION_CHARS})
         k: int = Field(DEFAULT_K, description="passages to return",
                        json_schema_extra={"minimum": 1, "maximum": MAX_K})
+        stream: bool = Field(False, description="answer as server-sent events (token events "
+                             "while the model writes, then the answer object)")
 
         @field_validator("question", mode="after")
         @classmethod
@@ -138,10 +141,11 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
 
     @app.post("/api/ask", tags=["retrieval"], dependencies=auth,
               **body_limit(MAX_QUERY_REQUEST_BYTES))
-    def ask(q: Query) -> dict[str, Any]:
+    def ask(q: Query) -> Any:
         """An answer whose ``[n]`` markers cite passage ``rank`` n; ``abstained`` when the
-        documents do not support one."""
-        return retriever.ask(q.question, q.k).to_json()
+        documents do not support one. With ``"stream": true``, server-sent events: ``token``
+        while a language model writes, then ``answer`` with this same object."""
+        return _ask(retriever, answerer, q)
 
     @app.get("/api/documents", tags=["documents"], dependencies=auth)
     def documents() -> list[dict[str, Any]]:
@@ -176,6 +180,28 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         return report.to_json()  # type: ignore[no-any-return]
 
     return app
+
+
+def _ask(retriever: Retriever, answerer: Any, q: Any) -> Any:
+    from .generation.stream import MEDIA_TYPE, sse_stream
+
+    history = [dict(t) if isinstance(t, dict) else t.model_dump()
+               for t in getattr(q, "history", None) or []]
+    if answerer is None:
+        answer = retriever.ask(q.question, q.k)
+        if not q.stream:
+            return answer.to_json()
+        from .generation.answerer import StreamEvent
+
+        events: Any = iter([StreamEvent("answer", answer=answer)])
+    elif not q.stream:
+        return answerer.ask(q.question, q.k, history).to_json()
+    else:
+        events = answerer.stream(q.question, q.k, history)
+    from fastapi.responses import StreamingResponse
+
+    return StreamingResponse(sse_stream(events), media_type=MEDIA_TYPE,
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
 
 def _lower_priority() -> None:

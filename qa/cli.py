@@ -141,9 +141,34 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _llm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm-url", help="OpenAI-compatible endpoint that writes the answers, e.g. "
+                   "http://localhost:11434/v1 (default: $QA_LLM_URL; none: quoted sentences)")
+    p.add_argument("--llm-model", help="model name at that endpoint (default: $QA_LLM_MODEL, "
+                   "else the first one it lists)")
+    p.add_argument("--llm-timeout", type=float, help="seconds a model answer may take before "
+                   "the quoted answer is shown instead (default: $QA_LLM_TIMEOUT, else 30)")
+
+
+def _answerer(args: argparse.Namespace, retriever: Any) -> Any:
+    """A ModelAnswerer when an endpoint is set, else None (the openai client stays unimported)."""
+    from .generation.answerer import answerer_for
+
+    return answerer_for(retriever, args.llm_url, args.llm_model, timeout=args.llm_timeout)
+
+
 def _print_answer(answer: Any) -> None:
+    if answer.notice:
+        print(f"note: {answer.notice}\n")
     if answer.abstained:
         print("Not found in the documents. The closest passages, possibly related:\n")
+    elif answer.mode == "generated":
+        print(f"(written by {answer.model}; every sentence checked against its passages)")
+        for s in answer.answer_sentences():
+            marks = "".join(f" [{m}]" for m in s.markers)
+            flag = "" if s.supported else "  <- NOT SUPPORTED by the cited passages"
+            print(f"{s.text}{marks}{flag}")
+        print()
     else:
         print(printable(answer.text, newlines=True) + "\n")
     for p in answer.passages:
@@ -156,7 +181,8 @@ def _print_answer(answer: Any) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     with _progress("embedding") as bar:
         r = _open(args.index, bar, args)
-    answer = r.ask(args.question, args.k)
+    model = _answerer(args, r)
+    answer = (model.ask if model else r.ask)(args.question, args.k)
     if args.json:
         print(_json_line(answer.to_json()))
     else:
@@ -179,7 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with _progress("embedding") as bar:
         r = _open(args.index, bar, args)
     with _progress("questions", unit="q") as bar:
-        result = ev.run(r, questions, k=args.k, progress=bar)
+        result = ev.run(r, questions, k=args.k, progress=bar, answerer=_answerer(args, r))
     from .evaluation.report import format_summary
 
     out = ev.save(result, args.out, questions_path=args.questions) if args.out else None
@@ -225,10 +251,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .generation.client import LLMSettings
     from .ui.server import serve
 
+    llm = LLMSettings.from_env(args.llm_url, args.llm_model, timeout=args.llm_timeout)
     serve(index=args.index, host=args.host, port=args.port, api_only=args.api_only,
-          milvus=args.milvus, collection=args.collection)
+          milvus=args.milvus, collection=args.collection, llm=llm)
     return 0
 
 
@@ -274,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help=index_help)
     p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _llm_options(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", help="run a question set and report retrieval and answer quality")
@@ -282,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
     p.add_argument("--out", help="folder for results.jsonl, summary.json, report.html")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --out folders")
+    _llm_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("feedback", help="turn the chat's feedback into a question set")
@@ -300,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--api-only", action="store_true", help="serve the HTTP API without the UI")
+    _llm_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mcp", help="serve search and ask as MCP tools over stdio")

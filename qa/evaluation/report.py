@@ -25,8 +25,22 @@ ROWS = [("hit@1", "document at rank 1"), ("hit@k", "document in top k"), ("mrr",
         ("abstained_unanswerable", "unanswerable: abstained"),
         ("wrongly_abstained", "answerable: wrongly abstained"),
         ("latency_ms_p50", "latency p50 (ms)"), ("latency_ms_p95", "latency p95 (ms)")]
+# Shown only for runs whose answers a language model wrote (qa eval --llm-url).
+GENERATED_ROWS = [("generated_share", "answered by the model"),
+                  ("fallback_rate", "model answer replaced (fallback)"),
+                  ("supported_share", "generated sentences supported"),
+                  ("citation_precision", "citation precision"),
+                  ("citation_recall", "citation recall"),
+                  ("language_match", "answer in the question's language")]
 _LATENCY = {"latency_ms_p50", "latency_ms_p95"}
-_LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95"}
+_LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95", "fallback_rate"}
+
+
+def _rows(*summaries: dict[str, Any]) -> list[tuple[str, str]]:
+    """Today's metric rows, plus the generated-answer ones when a summary holds them."""
+    generated = any(s.get("supported_share") is not None or s.get("generated_share") is not None
+                    for s in summaries)
+    return ROWS + (GENERATED_ROWS if generated else [])
 _E = html.escape
 
 
@@ -72,7 +86,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     body = [[label] + [_fmt(s.get(key), key) for s in groups.values()]
             for key, label in COUNTS if key in summary]
     body += [[_label(label, k)] + [_fmt(s.get(key), key) for s in groups.values()]
-             for key, label in ROWS]
+             for key, label in _rows(summary)]
     return "\n".join(_table(["metric", *groups], body))
 
 
@@ -107,7 +121,9 @@ def format_compare(diff: dict[str, Any], a: str, b: str) -> str:
     """Run A vs run B: each metric with its change, then the questions that changed."""
     lines = [f"A: {a}", f"B: {b}", ""]
     body = []
-    for key, label in ROWS:
+    rows = _rows({k: m.get("a") for k, m in diff["metrics"].items()},
+                 {k: m.get("b") for k, m in diff["metrics"].items()})
+    for key, label in rows:
         m = diff["metrics"].get(key, {})
         change, verdict = _delta(key, m.get("a"), m.get("b"))
         body.append([label, _fmt(m.get("a"), key), _fmt(m.get("b"), key), change, verdict])
@@ -211,7 +227,7 @@ def _summary_table(summary: dict[str, Any]) -> str:
         cls = ' class="sep"' if i == len(COUNTS) - 1 else ""
         cells = "".join(f"<td>{_E(_fmt(s.get(key), key))}</td>" for s in groups.values())
         out.append(f"<tr{cls}><td>{_E(label)}</td>{cells}</tr>")
-    for key, label in ROWS:
+    for key, label in _rows(summary):
         cells = "".join(_metric_cell(key, s.get(key)) for s in groups.values())
         out.append(f"<tr><td>{_E(_label(label, k))}</td>{cells}</tr>")
     out.append("</tbody></table>")

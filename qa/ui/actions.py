@@ -36,10 +36,12 @@ def answer_payload(answer: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
 
 
 class ChatActions:
-    """The operations behind the chat and its Gradio API, on one Retriever."""
+    """The operations behind the chat and its Gradio API, on one Retriever (and a language
+    model, when ``answerer`` is a :class:`qa.generation.ModelAnswerer`)."""
 
-    def __init__(self, retriever: Any) -> None:
+    def __init__(self, retriever: Any, answerer: Any = None) -> None:
         self.r = retriever
+        self.answerer = answerer
         self._indexing: list[str] = []  # names of the files an upload is adding right now
         # Whether Retriever.ask reads earlier turns (``history``); older versions do not.
         try:
@@ -56,15 +58,31 @@ class ChatActions:
         return list(self._indexing)
 
     def ask(self, question: str, k: Any = DEFAULT_K, *,
-            history: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
+            history: Sequence[dict[str, str]] = (), use_model: bool = True) -> dict[str, Any]:
         """The answer dict; ``history`` (earlier ``{"question", "answer"}`` turns) is passed on
-        when the retriever reads it."""
+        when the retriever reads it. With a model configured (and ``use_model``) it writes the
+        answer."""
         k = check_k(k)
-        if history and self._takes_history:
+        if self.answerer is not None and use_model:
+            answer = self.answerer.ask(question, k, list(history))
+        elif history and self._takes_history:
             answer = self.r.ask(question, k, history=list(history))
         else:
             answer = self.r.ask(question, k)
         return answer_payload(answer, self._doc_passages())
+
+    def ask_stream(self, question: str, k: Any = DEFAULT_K, *,
+                   history: Sequence[dict[str, str]] = (), use_model: bool = True) -> Any:
+        """``(event, value)`` pairs: ``("rewrite", text)`` and ``("token", text)`` while the
+        model writes, then ``("result", answer dict)``; without a model, the result alone."""
+        if self.answerer is None or not use_model:
+            yield "result", self.ask(question, k, history=history, use_model=False)
+            return
+        for ev in self.answerer.stream(question, check_k(k), list(history)):
+            if ev.answer is not None:
+                yield "result", answer_payload(ev.answer, self._doc_passages())
+            else:
+                yield ev.kind, ev.text
 
     def search(self, question: str, k: Any = DEFAULT_K) -> dict[str, Any]:
         passages = self.r.search(question, check_k(k))

@@ -24,6 +24,7 @@ from ..documents import SUPPORTED_SUFFIXES
 from ..errors import QAError
 from ..limits import DEFAULT_K, MAX_QUESTION_CHARS
 from . import conversations as convs
+from . import generated
 from .actions import MAX_UI_K, ChatActions, discard_gradio_copies
 from .gradio_errors import one_line_blocks
 from .render import (
@@ -73,7 +74,7 @@ def theme() -> Any:
 def mount_kwargs() -> dict[str, Any]:
     """Look and feel, for ``gr.mount_gradio_app`` or ``Blocks.launch`` (Gradio 6 takes them
     there, not in ``gr.Blocks``)."""
-    return {"theme": theme(), "css": static_text("chat.css")}
+    return {"theme": theme(), "css": static_text("chat.css") + static_text("generated.css")}
 
 
 def _k(value: Any) -> int:
@@ -92,9 +93,12 @@ def indexing_notice(names: list[str]) -> str | None:
             "was answered from the documents indexed before. Ask again once indexing is done.")
 
 
-def build_app(retriever: Any) -> Any:
-    """The chat as a ``gr.Blocks``; ``qa serve`` serves it (or ``.launch(**mount_kwargs())``)."""
-    actions = ChatActions(retriever)
+def build_app(retriever: Any, answerer: Any = None) -> Any:
+    """The chat as a ``gr.Blocks``; ``qa serve`` serves it (or ``.launch(**mount_kwargs())``).
+    With ``answerer`` (:class:`qa.generation.ModelAnswerer`) a language model writes the answers,
+    streamed, each sentence checked; the user can switch back to quoted sentences."""
+    actions = ChatActions(retriever, answerer)
+    model_choice = generated.model_choice(answerer.model_label) if answerer else ""
     # Conversations live in the browser's localStorage; Gradio encrypts them there with this key,
     # which only keeps them readable across server restarts (it is no secret from the browser).
     digest = hashlib.sha256(f"qa-conversations:{retriever.index.path}".encode()).hexdigest()
@@ -129,23 +133,39 @@ def build_app(retriever: Any) -> Any:
         turns = [*convs.current_turns(store), {"q": q, "pending": True, "since": time.time()}]
         return ("", *views(convs.with_turns(store, turns)))
 
-    def finish(store: Any, k: Any) -> tuple[Any, ...]:
+    def finish(store: Any, k: Any, mode: Any = None) -> Any:
         turns = convs.current_turns(store)
         if not any(t.get("pending") for t in turns):
-            return (gr.skip(),) * 4
+            yield (gr.skip(),) * 4
+            return
+        use_model = answerer is not None and mode != generated.EXTRACTIVE
         out: list[dict[str, Any]] = []
         for t in turns:
             if t.get("pending"):
-                t = {"q": t["q"]}
+                history = convs.history_for(out)
+                t = {"q": t["q"], "pending": True}
+                out.append(t)
                 notice = indexing_notice(actions.indexing)
                 try:
-                    t["result"] = actions.ask(t["q"], _k(k), history=convs.history_for(out))
+                    for kind, value in actions.ask_stream(t["q"], _k(k), history=history,
+                                                          use_model=use_model):
+                        if kind == "result":
+                            t["result"] = value
+                        elif kind == "rewrite":
+                            t["rewrite"] = value
+                        else:  # the text as the model writes it; the store is saved at the end
+                            t["model"] = answerer.model_label
+                            t["partial"] = t.get("partial", "") + value
+                            yield render_conversation(out), gr.skip(), gr.skip(), gr.skip()
                 except QAError as exc:
                     t["error"] = str(exc)
+                for key in ("pending", "partial", "rewrite", "model"):
+                    t.pop(key, None)
                 if notice:
                     t["notice"] = notice
-            out.append(t)
-        return views(convs.with_turns(store, out))
+            else:
+                out.append(t)
+        yield views(convs.with_turns(store, out))
 
     def on_history(store: Any, evt: gr.SelectData) -> tuple[Any, ...]:
         action, conv_id = evt.value, str(evt.index or "")
@@ -266,6 +286,10 @@ def build_app(retriever: Any) -> Any:
                 with gr.Row(elem_classes=["qa-controls"], equal_height=True):
                     k = gr.Slider(1, MAX_UI_K, value=DEFAULT_K, step=1,
                                   label="Passages to retrieve", elem_id="qa-k")
+                # Which model answers, and the way back to quoted sentences.
+                modes = [model_choice, generated.EXTRACTIVE] if answerer else [generated.EXTRACTIVE]
+                answer_mode = gr.Radio(modes, value=modes[0], label="Answers written by",
+                                       elem_id="qa-mode", visible=answerer is not None)
         with gr.Row(equal_height=False, elem_classes=["qa-lower"]):
             with gr.Column(scale=11, min_width=320):
                 index_panel = gr.HTML(render_index(info0, docs0), elem_id="qa-index-panel",
@@ -294,10 +318,12 @@ def build_app(retriever: Any) -> Any:
         conversation = [chat, sources, history, store]
         ev = gr.on([question.submit, send.click], start, [question, store],
                    [question, *conversation], **private)
-        ev.then(finish, [store, k], conversation, **private)
+        # Several answers may stream at once: a slow model must not hold up other visitors.
+        streaming: dict[str, Any] = {"concurrency_limit": 8, **private}
+        ev.then(finish, [store, k, answer_mode], conversation, **streaming)
         for b, q in zip(example_buttons, EXAMPLES):
             b.click(partial(start, q), [store], [question, *conversation], **private).then(
-                finish, [store, k], conversation, **private)
+                finish, [store, k, answer_mode], conversation, **streaming)
         history.select(on_history, [store], conversation, **private)
         index_panel.select(on_index_action, None, [header, index_panel], **private)
         k.change(None, [k], [k], js=CLAMP_K_JS, **private)

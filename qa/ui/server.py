@@ -165,22 +165,24 @@ def _require_server_packages(api_only: bool) -> None:
 
 
 def create_server_app(
-    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False
+    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False,
+    answerer: Any = None,
 ) -> Any:
     """The ASGI app ``qa serve`` runs: the API, with the chat mounted at ``/`` unless
-    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic."""
+    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic. With
+    ``answerer`` (:class:`qa.generation.ModelAnswerer`) a language model writes the answers."""
     from ..api import create_app
 
     if api_only:
-        app: Any = create_app(retriever)
+        app: Any = create_app(retriever, answerer=answerer)
     else:
         import gradio as gr
 
         from .app import build_app, mount_kwargs
 
-        demo = build_app(retriever)
+        demo = build_app(retriever, answerer=answerer)
         app = gr.mount_gradio_app(
-            create_app(retriever),
+            create_app(retriever, answerer=answerer),
             demo,
             path="/",
             auth=auth,
@@ -230,9 +232,11 @@ def _open_retriever(index: str | None) -> Any:
 
 
 def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          api_only: bool = False, *, milvus: str | None = None, collection: str = "qa") -> None:
+          api_only: bool = False, *, milvus: str | None = None, collection: str = "qa",
+          llm: Any = None) -> None:
     """Serve until interrupted. Errors a user can fix raise QAError with a one-line message.
-    ``milvus=URI`` serves the index in that Milvus collection (no local index files)."""
+    ``milvus=URI`` serves the index in that Milvus collection (no local index files); ``llm``
+    (:class:`qa.generation.LLMSettings`) has a language model write the answers."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
     _require_server_packages(api_only)
@@ -247,7 +251,12 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
         retriever = _open_retriever(index)
     # Load the embedding model now, in the background, so the first question is quick.
     threading.Thread(target=lambda: retriever.embedder, daemon=True).start()
-    app = create_server_app(retriever, auth=auth, api_only=api_only)
+    answerer = None
+    if llm is not None:  # qa.generation.LLMSettings
+        from ..generation import ModelAnswerer
+
+        answerer = ModelAnswerer(retriever, llm)
+    app = create_server_app(retriever, auth=auth, api_only=api_only, answerer=answerer)
     shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     what = "HTTP API" if api_only else "web chat"
     print(f"qa: serving the {what} on http://{shown_host}:{port}/ "
