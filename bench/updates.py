@@ -134,8 +134,8 @@ def report(out: dict[str, Any]) -> str:
             f"  then: warm ask p50 {p['warm_ask_ms']['p50']} ms, p95 {p['warm_ask_ms']['p95']} "
             f"ms (CPU time p50 {p.get('warm_ask_cpu_ms', {}).get('p50', '?')} ms), cold qa ask "
             f"{p['cold_qa_ask_s']} s, peak RSS {p['peak_rss_mb']} MiB",
-            f"  recall@10 against exact scoring: {s['recall@10_before']} before, "
-            f"{s['recall@10_after']} after the updates",
+            f"  recall@10 (candidates re-scored from 100, against exact): "
+            f"{s['recall@10_before']} before, {s['recall@10_after']} after the updates",
             f"  add one document after the updates: {s['add_one_after_churn']['seconds']} s, "
             f"peak RSS {s['add_one_after_churn']['peak_rss_mb']} MiB",
             "",
