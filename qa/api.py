@@ -16,6 +16,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from .conversation import MAX_FIELD_CHARS, MAX_TURNS
 from .documents import SUPPORTED_SUFFIXES
 from .errors import BadRequest, IndexBusy, QAError
 from .retriever import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS, Retriever
@@ -25,6 +26,8 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # upload of any size was spooled to disk before the 20 MiB check could refuse it.
 MAX_UPLOAD_REQUEST_BYTES = 5 * MAX_UPLOAD_BYTES
 MAX_QUERY_REQUEST_BYTES = 64 * 1024
+# A full history: 20 turns of two 2,000-character fields, up to 4 bytes a character in UTF-8.
+MAX_HISTORY_BYTES = MAX_TURNS * 2 * MAX_FIELD_CHARS * 4
 MAX_NAME_BYTES = 200  # file systems allow 255 bytes; leave room for temporary suffixes
 
 
@@ -83,7 +86,7 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
     from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
 
     token = token or os.environ.get("QA_API_TOKEN") or None
 
@@ -159,12 +162,24 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         answer = retriever.ask(q.question, q.k)
         return {"question": answer.question, "passages": [p.to_json() for p in answer.passages]}
 
+    class Turn(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        question: str = Field(..., max_length=MAX_FIELD_CHARS)
+        answer: str = Field(..., max_length=MAX_FIELD_CHARS)
+
+    class AskQuery(Query):
+        history: list[Turn] = Field(
+            default_factory=list, max_length=MAX_TURNS,
+            description="earlier turns of the conversation, oldest first; a follow-up is read "
+                        "with the turn it leans on (see history_used in the answer)")
+
     @app.post("/api/ask", tags=["retrieval"], dependencies=auth,
-              **body_limit(MAX_QUERY_REQUEST_BYTES))
-    def ask(q: Query) -> dict[str, Any]:
+              **body_limit(MAX_QUERY_REQUEST_BYTES + MAX_HISTORY_BYTES))
+    def ask(q: AskQuery) -> dict[str, Any]:
         """An answer whose ``[n]`` markers cite passage ``rank`` n; ``abstained`` when the
         documents do not support one."""
-        return retriever.ask(q.question, q.k).to_json()
+        history = [t.model_dump() for t in q.history]
+        return retriever.ask(q.question, q.k, history=history).to_json()
 
     @app.get("/api/documents", tags=["documents"], dependencies=auth)
     def documents() -> list[dict[str, Any]]:
