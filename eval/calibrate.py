@@ -44,7 +44,7 @@ from qa.answering import ANSWER_PASSAGES, FEATURE_PASSAGES, Retrieved, build_ans
 from qa.evaluation import Question, load_questions  # noqa: E402
 from qa.retriever import clean_question, sample_corpus_dir  # noqa: E402
 
-ABSTAIN_FEATURES = ["top_score", "top_sentence", "lift", "ranker_logit", "missing_terms",
+ABSTAIN_FEATURES = ["cross_lingual", "top_score", "top_sentence", "lift", "ranker_logit", "missing_terms",
                     "missing_share", "missing_top_share", "best_content_hit", "best_name_hit",
                     "best_name_hit_passage", "no_time", "no_number", "asks_kind",
                     "short_answer"]
@@ -201,7 +201,7 @@ def main() -> None:
     ap.add_argument("--test", nargs="*", default=[str(HERE / "sample.jsonl"),
                                                   str(HERE / "sample-hard.jsonl")])
     ap.add_argument("--folds", type=int, default=6)
-    ap.add_argument("--max-wrong", type=float, default=0.03)
+    ap.add_argument("--max-wrong", type=float, default=0.02)
     ap.add_argument("--workdir", help="keep the indexes here (default: a temporary folder)")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
     ap.add_argument("--report", default=str(HERE / "calibration-report.json"))

@@ -167,7 +167,11 @@ def features(
     p = min(max(best_probability, 1e-4), 1 - 1e-4)
     kinds = answer_kinds(question)
     asks_kind = any(kinds.values())
+    q_lang = language(question)
+    p_lang = language(passage_texts[0]) if passage_texts else ""
     return {
+        # English questions over German text score lower; the model learns how much.
+        "cross_lingual": float(bool(q_lang and p_lang and q_lang != p_lang)),
         "top_score": top,
         "top_sentence": ranked[0][0] if ranked else top,
         "lift": top - sum(rest) / len(rest),
@@ -183,6 +187,20 @@ def features(
         "asks_kind": float(asks_kind),
         "short_answer": form(best_sentence)["short"] if best_sentence else 1.0,
     }
+
+
+_EN = frozenset("the of and to is was what who did does which how when where why for on with an "
+                "are were has have by from that this it".split())
+_DE = frozenset("der die das und ist war wer wie wann wo warum welche welcher welches den dem "
+                "des ein eine einer nicht mit von zu im auf sich hat haben wurde sind".split())
+
+
+def language(text: str) -> str:
+    """``"en"``, ``"de"`` or ``""`` (unknown), by counting function words."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    en = sum(w in _EN for w in words)
+    de = sum(w in _DE for w in words)
+    return "en" if en > de else "de" if de > en else ""
 
 
 _TAG = re.compile(r"<[^>]*>|&[#\w]+;|\[[^\]]*\]\([^)]*\)")
