@@ -30,7 +30,7 @@ from .abstain import _STOP, _WORD, salient_terms, spelling_key
 # The features, in the order the fitted weights use them.
 FEATURES = (
     "sim", "sim_gap", "passage_score", "passage_gap", "inv_rank", "first_in_passage",
-    "content_hit", "name_hit", "name_hit_passage",
+    "content_hit", "rare_hit", "focus_hit", "name_hit", "name_hit_passage",
     "asks_who", "who_match", "asks_when", "when_match", "asks_number", "number_match",
     "asks_where", "where_match",
     "heading", "list_marker", "quote_fragment", "short", "log_words",
@@ -104,6 +104,29 @@ def _terms_found(terms: tuple[str, ...], words: set[str]) -> dict[str, frozenset
     return {w: frozenset(t for t in terms if _found(t, w)) for w in words}
 
 
+_PREPOSITION = frozenset(
+    "at in of on for from by with during about near under after before bei von im am an auf für "
+    "aus mit während über unter nach vor seit gegen zwischen".split())
+_AUXILIARY = frozenset("is was are were did does do has have had ist war sind waren hat haben "
+                       "hatte wird wurde".split())
+
+
+@lru_cache(maxsize=1024)
+def focus_terms(question: str) -> tuple[str, ...]:
+    """The words the question asks about: its content words after the question word and before
+    the first preposition ("Who is the *head baker* at Harbor Lane Bakery?"). The rest names
+    the subject, which every sentence of the document may repeat."""
+    words = _WORD.findall(question)
+    focus: list[str] = []
+    for w in words[1:]:
+        lw = w.lower()
+        if lw in _PREPOSITION and focus:
+            break
+        if len(w) >= 3 and lw not in _STOP and lw not in _AUXILIARY:
+            focus.append(spelling_key(w))
+    return tuple(dict.fromkeys(focus))
+
+
 @lru_cache(maxsize=1024)
 def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The question's content words and its names/numbers, as spelling keys."""
@@ -115,14 +138,16 @@ def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return content, names
 
 
-def _share(terms: tuple[str, ...], words: tuple[str, ...],
-           matches: dict[str, frozenset[str]]) -> float:
-    if not terms:
-        return 0.0
+def _found_terms(words: tuple[str, ...], matches: dict[str, frozenset[str]]) -> set[str]:
     found: set[str] = set()
     for w in words:
         found |= matches[w]
-    return len(found) / len(terms)
+    return found
+
+
+def _share(terms: tuple[str, ...], words: tuple[str, ...],
+           matches: dict[str, frozenset[str]]) -> float:
+    return len(_found_terms(words, matches)) / len(terms) if terms else 0.0
 
 
 def answer_kinds(question: str) -> dict[str, bool]:
@@ -172,10 +197,17 @@ def _features(question: str, cands: tuple[Candidate, ...]) -> tuple[tuple[float,
         passage_words[c.rank] = passage_words.get(c.rank, ()) + _keys(c.text)
     vocabulary = {w for ws in passage_words.values() for w in ws}
     content_matches = _terms_found(content, vocabulary)
+    focus = focus_terms(question)
+    focus_matches = _terms_found(focus, vocabulary)
     name_matches = _terms_found(names, vocabulary)
     name_share = {rank: _share(names, ws, name_matches) for rank, ws in passage_words.items()}
+    # Terms that many candidate sentences share (the document's subject, its title) say little
+    # about which sentence answers: weigh each question term by its rarity among the candidates.
+    found_in = [_found_terms(_keys(c.text), content_matches) for c in cands]
+    idf = {t: math.log(1 + len(cands) / (1 + sum(t in f for f in found_in))) for t in content}
+    idf_total = sum(idf.values()) or 1.0
     rows = []
-    for c in cands:
+    for c, found in zip(cands, found_in):
         words = _keys(c.text)
         who = bool(_NAME_PAIR.search(c.text) or _ORG.search(c.text))
         when = bool(_TIME.search(c.text))
@@ -186,6 +218,8 @@ def _features(question: str, cands: tuple[Candidate, ...]) -> tuple[tuple[float,
             "passage_gap": c.passage_score - top_passage, "inv_rank": 1.0 / c.rank,
             "first_in_passage": float(c.index_in_passage == 0),
             "content_hit": _share(content, words, content_matches),
+            "rare_hit": sum(idf[t] for t in found) / idf_total,
+            "focus_hit": _share(focus, words, focus_matches),
             "name_hit": _share(names, words, name_matches),
             "name_hit_passage": name_share[c.rank],
             "asks_who": float(kinds["who"]), "who_match": float(kinds["who"] and who),

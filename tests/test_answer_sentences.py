@@ -33,6 +33,8 @@ def bakery(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
 
 
 @pytest.mark.model
+@pytest.mark.xfail(reason="not solved yet: the ranker still prefers the founders' sentence, which "
+                          "repeats the bakery's name (p 0.80 vs 0.34; issue #11)", strict=True)
 def test_head_baker_is_answered_with_the_sentence_naming_her(bakery: Retriever) -> None:
     a = bakery.ask("Who is the head baker at Harbor Lane Bakery?")
     assert not a.abstained
