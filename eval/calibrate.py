@@ -44,7 +44,8 @@ from qa.answering import ANSWER_PASSAGES, FEATURE_PASSAGES, Retrieved, build_ans
 from qa.evaluation import Question, load_questions  # noqa: E402
 from qa.retriever import clean_question, sample_corpus_dir  # noqa: E402
 
-ABSTAIN_FEATURES = ["cross_lingual", "top_score", "top_sentence", "lift", "ranker_logit", "missing_terms",
+ABSTAIN_FEATURES = ["cross_lingual", "top_score", "top_sentence", "lift", "ranker_logit",
+                    "missing_terms",
                     "missing_share", "missing_top_share", "best_content_hit", "best_name_hit",
                     "best_name_hit_passage", "no_time", "no_number", "asks_kind",
                     "short_answer"]

