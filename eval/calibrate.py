@@ -67,7 +67,7 @@ def retrieve(r: Retriever, questions: list[Question], domain: str,
     cases = []
     for q in questions:
         text = clean_question(q.question)
-        found = r._score(r._embed([text])[0], FEATURE_PASSAGES)
+        found = r._score_vector(r._embed_queries([text])[0], FEATURE_PASSAGES)
         group = (q.doc or "none").split("/")[0] if domain == "xquad" else domain
         cases.append(Case(q, domain, group, q.doc is not None, found))
         if leave_out and q.doc is not None:

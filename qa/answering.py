@@ -29,9 +29,12 @@ ANSWER_PASSAGES = 5
 FEATURE_PASSAGES = 20
 MAX_SENTENCES = 2
 # Another sentence is cited beside the best one only if the ranker finds it at least this
-# likely relative to the best (the answer should be short, not the whole passage).
+# likely relative to the best (the answer should be short, not the whole passage); when the
+# ranker is unsure of its best (below SECOND_SENTENCE_MIN), a runner-up half as likely is
+# cited too, so the reader gets the likely alternative rather than one doubtful sentence.
 SECOND_SENTENCE_RATIO = 0.7
 SECOND_SENTENCE_MIN = 0.5
+UNSURE_RATIO = 0.5
 
 # An embedder without a fitted model never abstains: its score scale is unknown.
 _UNCALIBRATED: dict[str, Any] = {"bias": 0.0, "weights": {}, "threshold": 0.0}
@@ -94,8 +97,12 @@ def choose(cands: list[ranking.Candidate], probs: list[float]) -> list[tuple[ran
         if len(chosen) == MAX_SENTENCES:
             break
         p = probs[i]
-        if chosen and (p < SECOND_SENTENCE_MIN or p < SECOND_SENTENCE_RATIO * chosen[0][1]):
-            break
+        if chosen:
+            best = chosen[0][1]
+            confident_second = p >= SECOND_SENTENCE_MIN and p >= SECOND_SENTENCE_RATIO * best
+            unsure_second = best < SECOND_SENTENCE_MIN and p >= UNSURE_RATIO * best
+            if not (confident_second or unsure_second):
+                break
         key = normalise(cands[i].text)
         if key in seen or ranking.form(cands[i].text)["heading"]:
             continue

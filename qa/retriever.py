@@ -357,7 +357,7 @@ class Retriever:
 
     # -- search ---------------------------------------------------------------------------
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed_queries(self, texts: list[str]) -> np.ndarray:
         q = self.embedder.embed_queries(texts)
         dim = self.snapshot().manifest["dim"]
         if q.shape[1] != dim:
@@ -365,7 +365,7 @@ class Retriever:
                 f"embedder gives {q.shape[1]}-dimensional vectors, index holds {dim}")
         return q
 
-    def _score(self, qv: np.ndarray, k: int) -> Retrieved:
+    def _score_vector(self, qv: np.ndarray, k: int) -> Retrieved:
         """Passages for the query vector ``qv``, best first, with their sentences' similarity."""
         snap = self.snapshot()
         if not snap.passage_count:
@@ -403,12 +403,12 @@ class Retriever:
         turns = conversation.parse_history(history)
         used = conversation.leans_on(question, turns)
         if used:
-            q, ctx = self._embed([question, conversation.context_text(turns, used)])
+            q, ctx = self._embed_queries([question, conversation.context_text(turns, used)])
             qv = q + conversation.CONTEXT_WEIGHT * ctx
             qv = qv / (np.linalg.norm(qv) or 1.0)
         else:
-            qv = self._embed([question])[0]
-        found = self._score(qv, max(k, FEATURE_PASSAGES))
+            qv = self._embed_queries([question])[0]
+        found = self._score_vector(qv, max(k, FEATURE_PASSAGES))
         if self._ranker is None or self._calibration is None:
             ranker, abstainer = models_for(found.snapshot.embedder)
             self._ranker = self._ranker or ranker
