@@ -80,6 +80,10 @@ class Retriever:
     index version on disk and swap it in atomically, so a query never sees a half-written index.
     """
 
+    # The fitted sentence ranker of the index's embedder, set on the first question (also for
+    # subclasses with their own constructor).
+    _ranker: dict[str, Any] | None = None
+
     def __init__(
         self,
         index_dir: str | os.PathLike[str],
@@ -104,7 +108,7 @@ class Retriever:
         self._load_lock = threading.RLock()
         # The fitted sentence ranker and abstention model of the index's embedder (set on the
         # first question).
-        self._ranker: dict[str, Any] | None = None
+        self._ranker = None
         self._calibration: dict[str, Any] | None = None
 
     # -- construction ---------------------------------------------------------------------
