@@ -1,16 +1,25 @@
-"""Fit the answer-or-abstain model (qa/abstain.py) and write qa/calibration.json.
+"""Fit the sentence ranker (qa/ranking.py) and the answer-or-abstain model (qa/abstain.py), and
+write both into qa/calibration.json.
 
-By default the model is fitted on ``eval/calibration.jsonl`` (50 answerable and 40 unanswerable
-questions about the sample articles, written apart from the test set) and then checked on the
-test set ``eval/sample.jsonl``, which it never sees while fitting. The threshold is the highest
-one that keeps wrongly abstained answerable calibration questions at or below 4%.
+Fitted on a mix of domains so that abstention holds on documents it never saw:
 
-    python eval/calibrate.py [--embedder NAME] [--index DIR | --corpus DIR]
-                             [--questions FIT.jsonl] [--test TEST.jsonl] [--out FILE]
+- the XQuAD dev half (Wikipedia, German paragraphs, English and German questions), every question
+  asked twice: once with the whole index (answerable) and once with its own paragraph left out
+  of the retrieved passages (unanswerable, and hard: the rest of its article is still there);
+- the sample-article fitting set ``eval/calibration.jsonl`` (news; answerable and hand-written
+  unanswerable questions).
 
-The signals' scale depends on the model and somewhat on the corpus (English questions over
-German text score lower than German ones): for your own documents, fit with a question set of
-your own (answerable and unanswerable) and point ``--out`` at a copy of qa/calibration.json.
+The XQuAD part is cross-validated by article (each fold's models never saw its articles) and the
+report gives every metric per domain and language. The sample-article test sets
+(``eval/sample.jsonl``, ``eval/sample-hard.jsonl``) are never fitted on. The threshold is the
+highest one that keeps wrongly abstained answerable questions of the fitting mix at or below
+``--max-wrong``.
+
+    python eval/calibrate.py [--embedder NAME] [--corpus DIR --questions FIT.jsonl ...]
+                             [--test TEST.jsonl ...] [--out FILE] [--report FILE]
+
+For your own documents: ``--corpus DOCS --questions YOURS.jsonl`` adds your domain to the mix;
+point ``QA_CALIBRATION`` at the ``--out`` file.
 """
 
 from __future__ import annotations
@@ -20,92 +29,223 @@ import json
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from qa import Retriever  # noqa: E402
-from qa.evaluation import load_questions  # noqa: E402
-from qa.retriever import sample_corpus_dir  # noqa: E402
+from qa import Retriever, ranking  # noqa: E402
+from qa.answering import ANSWER_PASSAGES, FEATURE_PASSAGES, Retrieved, build_answer  # noqa: E402
+from qa.evaluation import Question, load_questions  # noqa: E402
+from qa.retriever import clean_question, sample_corpus_dir  # noqa: E402
 
-FEATURES = ["top_score", "top_sentence", "missing_terms", "no_time", "no_number"]
-MAX_WRONG_ABSTAIN = 0.04
-
-
-def collect(r: Retriever, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    qs = load_questions(path)
-    x, y = [], []
-    for q in qs:
-        a = r.ask(q.question, 5)
-        x.append([a.features[f] for f in FEATURES])
-        y.append(float(q.doc is not None))
-    return np.array(x), np.array(y), [q.id for q in qs]
+ABSTAIN_FEATURES = ["cross_lingual", "top_score", "top_sentence", "lift", "ranker_logit",
+                    "missing_terms",
+                    "missing_share", "missing_top_share", "best_content_hit", "best_name_hit",
+                    "best_name_hit_passage", "no_time", "no_number", "asks_kind",
+                    "short_answer"]
 
 
-def fit(
-    x: np.ndarray, y: np.ndarray, l2: float = 0.01, steps: int = 20000
-) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression by gradient descent on standardised features."""
+@dataclass
+class Case:
+    """One question as asked in one setting, with what retrieval found."""
+
+    q: Question
+    domain: str
+    group: str  # cross-validation group (article)
+    answerable: bool
+    found: Retrieved
+
+
+def retrieve(r: Retriever, questions: list[Question], domain: str,
+             leave_out: bool = False) -> list[Case]:
+    cases = []
+    for q in questions:
+        text = clean_question(q.question)
+        found = r._score_vector(r._embed_queries([text])[0], FEATURE_PASSAGES)
+        group = (q.doc or "none").split("/")[0] if domain == "xquad" else domain
+        cases.append(Case(q, domain, group, q.doc is not None, found))
+        if leave_out and q.doc is not None:
+            chunks = found.snapshot.chunks
+            kept = [(row, s) for row, s in found.scored if chunks[row].doc_id != q.doc]
+            cases.append(Case(q, domain + "-left-out", group, False, replace(found, scored=kept)))
+    return cases
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01, steps: int = 3000,
+                 weight: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (Newton steps) on standardised features."""
     mu, sd = x.mean(0), x.std(0) + 1e-9
-    z = (x - mu) / sd
-    w, b = np.zeros(z.shape[1]), 0.0
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-(z @ w + b)))
-        g = p - y
-        w -= 0.1 * (z.T @ g / len(y) + l2 * w)
-        b -= 0.1 * float(g.mean())
-    return w / sd, b - float((w / sd) @ mu)
+    z = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
+    wt = np.ones(len(y)) if weight is None else weight
+    w = np.zeros(z.shape[1])
+    reg = l2 * len(y) * np.eye(z.shape[1])
+    reg[-1, -1] = 0.0
+    for _ in range(min(steps, 50)):
+        p = 1 / (1 + np.exp(-np.clip(z @ w, -30, 30)))
+        g = z.T @ (wt * (p - y)) + reg @ w
+        h = (z * (wt * p * (1 - p))[:, None]).T @ z + reg + 1e-6 * np.eye(z.shape[1])
+        step = np.linalg.solve(h, g)
+        w -= step
+        if np.abs(step).max() < 1e-7:
+            break
+    coef = w[:-1] / sd
+    return coef, float(w[-1] - coef @ mu)
 
 
-def rates(p: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
-    abstain = p < threshold
-    return float(abstain[y == 0].mean()), float(abstain[y == 1].mean())
+def ranker_rows(cases: list[Case]) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows and labels (the sentence holds an answer) of the answerable questions that
+    have an answer-holding sentence among the candidates."""
+    xs, ys = [], []
+    for c in cases:
+        if not c.answerable or not c.q.answers:
+            continue
+        cands = c.found.candidates(ANSWER_PASSAGES)
+        labels = [float(any(a in x.text for a in c.q.answers)) for x in cands]
+        if not any(labels):
+            continue
+        xs.extend(ranking.features(c.q.question, cands))
+        ys.extend(labels)
+    return np.array(xs), np.array(ys)
+
+
+def model(coef: np.ndarray, bias: float, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    return {"bias": round(bias, 4), "weights": {n: round(float(v), 4) for n, v in
+                                                zip(names, coef)}}
+
+
+def abstain_rows(cases: list[Case], ranker: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    no = {"bias": 0.0, "weights": {}, "threshold": -1.0}  # never abstain: just the features
+    x = []
+    for c in cases:
+        a = build_answer(c.q.question, c.found, 5, ranker=ranker, abstainer=no)
+        x.append([a.features.get(f, 0.0) for f in ABSTAIN_FEATURES])
+    return np.array(x), np.array([float(c.answerable) for c in cases])
+
+
+def fit_all(cases: list[Case], max_wrong: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    xr, yr = ranker_rows(cases)
+    coef, bias = fit_logistic(xr, yr)
+    ranker = model(coef, bias, ranking.FEATURES)
+    xa, ya = abstain_rows(cases, ranker)
+    # Each domain weighs as much as the others, whatever its size.
+    weight = np.ones(len(ya))
+    for dom in {c.domain.split("-")[0] for c in cases}:
+        idx = np.array([c.domain.split("-")[0] == dom for c in cases])
+        weight[idx] = len(ya) / idx.sum()
+    weight /= weight.mean()
+    coef, bias = fit_logistic(xa, ya, weight=weight)
+    abstainer = model(coef, bias, ABSTAIN_FEATURES)
+    p = 1 / (1 + np.exp(-(xa @ coef + bias)))
+    answerable = np.sort(p[ya == 1])
+    abstainer["threshold"] = round(float(answerable[int(max_wrong * len(answerable))]) - 1e-4, 4)
+    return ranker, abstainer
+
+
+def score(cases: list[Case], ranker: dict[str, Any], abstainer: dict[str, Any]
+          ) -> list[dict[str, Any]]:
+    """Per-case verdicts with the given models."""
+    out = []
+    for c in cases:
+        a = build_answer(c.q.question, c.found, 5, ranker=ranker, abstainer=abstainer)
+        row: dict[str, Any] = {"domain": c.domain, "lang": c.q.lang, "answerable": c.answerable,
+                               "abstained": a.abstained}
+        if c.answerable:
+            cited = {x.marker for x in a.citations}
+            texts = [p.text for p in a.passages if p.rank in cited]
+            row["rank1"] = bool(a.passages) and a.passages[0].doc_id == c.q.doc
+            row["cited_holds"] = (not a.abstained and bool(texts)
+                                  and any(ans in texts[0] for ans in c.q.answers))
+            row["sentence_holds"] = (not a.abstained and any(
+                ans in x.text for x in a.citations for ans in c.q.answers))
+        out.append(row)
+    return out
+
+
+def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        base = r["domain"]
+        groups[base].append(r)
+        if r["lang"]:
+            groups[f"{base}/{r['lang']}"].append(r)
+
+    def mean(xs: list[float]) -> float | None:
+        return round(float(np.mean(xs)), 3) if xs else None
+
+    out = {}
+    for name, rs in sorted(groups.items()):
+        ans = [r for r in rs if r["answerable"]]
+        una = [r for r in rs if not r["answerable"]]
+        out[name] = {k: v for k, v in {
+            "questions": len(rs),
+            "rank1": mean([r["rank1"] for r in ans]),
+            "cited_holds_answer": mean([r["cited_holds"] for r in ans]),
+            "sentence_holds_answer": mean([r["sentence_holds"] for r in ans]),
+            "wrongly_abstained": mean([r["abstained"] for r in ans]),
+            "unanswerable_abstained": mean([r["abstained"] for r in una]),
+        }.items() if v is not None}
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--index", help="an existing index to calibrate on")
-    ap.add_argument("--corpus", help="documents to index (default: the sample articles)")
     ap.add_argument("--embedder", default="multilingual-e5-small")
-    ap.add_argument("--questions", default=str(HERE / "calibration.jsonl"),
-                    help="question set to fit on")
-    ap.add_argument("--test", default=str(HERE / "sample.jsonl"),
-                    help="question set to check the fitted model on")
+    ap.add_argument("--xquad", default=str(HERE / "xquad"), help="XQuAD-style folder")
+    ap.add_argument("--corpus", help="documents of --questions (default: the sample articles)")
+    ap.add_argument("--questions", nargs="*", default=[str(HERE / "calibration.jsonl")])
+    ap.add_argument("--test", nargs="*", default=[str(HERE / "sample.jsonl"),
+                                                  str(HERE / "sample-hard.jsonl")])
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--max-wrong", type=float, default=0.02)
+    ap.add_argument("--workdir", help="keep the indexes here (default: a temporary folder)")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
+    ap.add_argument("--report", default=str(HERE / "calibration-report.json"))
     args = ap.parse_args()
-    index = args.index or tempfile.mkdtemp(prefix="qa-cal-")
-    corpus = Path(args.corpus) if args.corpus else sample_corpus_dir()
-    r = (Retriever.load(index) if args.index
-         else Retriever.build([corpus], index, embedder=args.embedder))
-    x, y, _ = collect(r, Path(args.questions))
-    w, b = fit(x, y)
-    p = 1 / (1 + np.exp(-(x @ w + b)))
-    threshold = float(np.sort(p[y == 1])[int(MAX_WRONG_ABSTAIN * (y == 1).sum())])
-    cal_abstain, cal_wrong = rates(p, y, threshold)
-    xt, yt, _ = collect(r, Path(args.test))
-    pt = 1 / (1 + np.exp(-(xt @ w + b)))
-    test_abstain, test_wrong = rates(pt, yt, threshold)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="qa-cal-"))
+    xq = Retriever.build([Path(args.xquad) / "corpus"], work / "xquad", embedder=args.embedder)
+    own = Retriever.build([Path(args.corpus) if args.corpus else sample_corpus_dir()],
+                          work / "own", embedder=args.embedder)
+    xq_cases = retrieve(xq, load_questions(Path(args.xquad) / "questions.jsonl"), "xquad",
+                        leave_out=True)
+    fit_cases = [c for path in args.questions for c in retrieve(own, load_questions(path),
+                                                                "sample-fit")]
+    test_cases = [c for path in args.test if Path(path).exists() for c in
+                  retrieve(own, load_questions(path), "sample-test")]
+
+    # Cross-validation by article: each XQuAD fold is scored by models fitted without it.
+    articles = sorted({c.group for c in xq_cases})
+    cv_rows: list[dict[str, Any]] = []
+    for f in range(args.folds):
+        held = set(articles[f::args.folds])
+        ranker, abstainer = fit_all([c for c in xq_cases if c.group not in held] + fit_cases,
+                                    args.max_wrong)
+        cv_rows += score([c for c in xq_cases if c.group in held], ranker, abstainer)
+    ranker, abstainer = fit_all(xq_cases + fit_cases, args.max_wrong)
+    final_rows = score(fit_cases + test_cases, ranker, abstainer)
+    summary = {"xquad (cross-validated by article)": report(cv_rows),
+               "sample articles (final model)": report(final_rows)}
 
     out = Path(args.out)
     table = json.loads(out.read_text("utf-8")) if out.exists() else {}
-    table = {k: v for k, v in table.items() if isinstance(v, dict) and "weights" in v}
-    table[r.info()["embedder"]] = {
-        "bias": round(b, 4),
-        "weights": {f: round(float(v), 4) for f, v in zip(FEATURES, w)},
-        "threshold": round(threshold, 4),
-        "fitted_on": Path(args.questions).name,
+    table = {k: v for k, v in table.items() if isinstance(v, dict) and "ranker" in v}
+    table[xq.info()["embedder"]] = {
+        "ranker": ranker, "abstain": abstainer,
+        "fitted_on": ["eval/xquad (with and without each question's paragraph)",
+                      *[Path(p).name for p in args.questions]],
         "fitted_at": time.strftime("%Y-%m-%d"),
-        "calibration": {"questions": len(y), "unanswerable_abstained": round(cal_abstain, 3),
-                        "answerable_wrongly_abstained": round(cal_wrong, 3)},
-        "test_sample": {"questions": len(yt), "unanswerable_abstained": round(test_abstain, 3),
-                        "answerable_wrongly_abstained": round(test_wrong, 3)},
     }
     out.write_text(json.dumps(table, indent=1) + "\n", "utf-8")
-    print(json.dumps(table[r.info()["embedder"]], indent=1))
+    Path(args.report).write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
+    print(json.dumps(summary, indent=1))
+    print(json.dumps(table[xq.info()["embedder"]], indent=1))
 
 
 if __name__ == "__main__":
     main()
+

@@ -105,10 +105,14 @@ def salient_terms(question: str) -> list[str]:
 
 def missing_terms(question: str, texts: Iterable[str]) -> list[str]:
     """The salient terms of ``question`` that none of ``texts`` contains (fuzzily)."""
+    return list(_missing_terms(question, tuple(texts)))
+
+
+@lru_cache(maxsize=4096)
+def _missing_terms(question: str, texts: tuple[str, ...]) -> tuple[str, ...]:
     terms = salient_terms(question)
     if not terms:
-        return []
-    texts = list(texts)
+        return ()
     words: set[str] = set().union(*(_text_keys(t) for t in texts)) if texts else set()
     grams: set[str] | None = None  # built only if a term needs the fuzzy match
     missing = []
@@ -127,7 +131,7 @@ def missing_terms(question: str, texts: Iterable[str]) -> list[str]:
             if not found:
                 missing.append(term)
                 break
-    return missing
+    return tuple(missing)
 
 
 def no_time(question: str, best_sentences: list[str]) -> float:
@@ -142,20 +146,78 @@ def no_number(question: str, best_sentence: str) -> float:
 
 
 def features(
-    question: str, top_score: float, sentence_scores: list[tuple[float, str]],
-    passage_texts: list[str],
+    question: str, passage_scores: list[float], sentence_scores: list[tuple[float, str]],
+    passage_texts: list[str], best_probability: float, best_sentence: str,
+    best_evidence: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """All signals for one question: scores of the best passage and sentence, missing terms,
-    and answer-type mismatches (time over the three best sentences, number in the best)."""
+    """All signals for one question: scores of the best passage and sentence and how far the
+    best passage stands above the rest, the ranker's belief in its best sentence, missing terms,
+    answer-type mismatches, and (``best_evidence``) how much of the question the ranker's best
+    sentence and its passage hold."""
+    from .ranking import answer_kinds, form
+
     ranked = sorted(sentence_scores, key=lambda t: -t[0])
     best = [text for _, text in ranked[:3]]
+    top = passage_scores[0] if passage_scores else 0.0
+    rest = passage_scores[5:] or passage_scores[1:] or [top]
+    missing = missing_terms(question, passage_texts)
+    missing_top = missing_terms(question, passage_texts[:1])
+    terms = salient_terms(question)
+    ev = best_evidence or {}
+    p = min(max(best_probability, 1e-4), 1 - 1e-4)
+    kinds = answer_kinds(question)
+    asks_kind = any(kinds.values())
+    q_lang = language(question)
+    p_lang = language(passage_texts[0]) if passage_texts else ""
     return {
-        "top_score": top_score,
-        "top_sentence": ranked[0][0] if ranked else top_score,
-        "missing_terms": float(bool(missing_terms(question, passage_texts))),
+        # English questions over German text score lower; the model learns how much.
+        "cross_lingual": float(bool(q_lang and p_lang and q_lang != p_lang)),
+        "top_score": top,
+        "top_sentence": ranked[0][0] if ranked else top,
+        "lift": top - sum(rest) / len(rest),
+        "ranker_logit": math.log(p / (1 - p)),
+        "missing_terms": float(bool(missing)),
+        "missing_share": len(missing) / len(terms) if terms else 0.0,
+        "missing_top_share": len(missing_top) / len(terms) if terms else 0.0,
+        "best_content_hit": ev.get("content_hit", 0.0),
+        "best_name_hit": ev.get("name_hit", 0.0),
+        "best_name_hit_passage": ev.get("name_hit_passage", 0.0),
         "no_time": no_time(question, best),
-        "no_number": no_number(question, best[0]) if best else 0.0,
+        "no_number": no_number(question, best_sentence) if best_sentence else 0.0,
+        "asks_kind": float(asks_kind),
+        "short_answer": form(best_sentence)["short"] if best_sentence else 1.0,
     }
+
+
+_EN = frozenset("the of and to is was what who did does which how when where why for on with an "
+                "are were has have by from that this it".split())
+_DE = frozenset("der die das und ist war wer wie wann wo warum welche welcher welches den dem "
+                "des ein eine einer nicht mit von zu im auf sich hat haben wurde sind".split())
+
+
+def language(text: str) -> str:
+    """``"en"``, ``"de"`` or ``""`` (unknown), by counting function words."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    en = sum(w in _EN for w in words)
+    de = sum(w in _DE for w in words)
+    return "en" if en > de else "de" if de > en else ""
+
+
+_TAG = re.compile(r"<[^>]*>|&[#\w]+;|\[[^\]]*\]\([^)]*\)")
+_GREETING = re.compile(
+    r"^(hi|hello|hey|hallo|moin|servus|guten (morgen|tag|abend)|good (morning|afternoon|"
+    r"evening)|thanks?( you)?|thank you|danke( schön| sehr)?|bye|tschüss|ok(ay)?|yes|no|ja|nein|"
+    r"test(ing)?|ping)\W*$", re.IGNORECASE)
+
+
+def not_a_question(question: str) -> bool:
+    """True for input that asks nothing: markup or code without words outside its tags, a lone
+    symbol or number, a greeting or thanks."""
+    text = _TAG.sub(" ", question)
+    words = [w for w in _WORD.findall(text) if not w.isdigit()]
+    if not words or sum(len(w) for w in words) < 3:
+        return True
+    return bool(_GREETING.match(" ".join(text.split())))
 
 
 def confidence(feats: dict[str, float], calibration: dict[str, Any]) -> float:

@@ -129,42 +129,6 @@ class Answer:
         }
 
 
-@dataclass(frozen=True)
-class ScoredSentence:
-    """A sentence of a retrieved passage with its similarity to the question."""
-
-    rank: int
-    doc_id: str
-    start: int
-    end: int
-    text: str
-    score: float
-
-
-# How close to the best sentence another sentence must score to be cited too, and how many.
-SENTENCE_MARGIN = 0.02
-MAX_SENTENCES = 3
-
-
-def compose(sentences: list[ScoredSentence]) -> list[Citation]:
-    """Pick the supporting sentences: the best one and near-ties, best first, no repeats."""
-    if not sentences:
-        return []
-    ordered = sorted(sentences, key=lambda s: -s.score)
-    best = ordered[0].score
-    chosen: list[Citation] = []
-    seen: set[str] = set()
-    for s in ordered:
-        if len(chosen) == MAX_SENTENCES or s.score < best - SENTENCE_MARGIN:
-            break
-        key = " ".join(s.text.split()).lower()
-        if key in seen:
-            continue
-        seen.add(key)
-        chosen.append(Citation(s.rank, s.doc_id, s.start, s.end, s.text, s.score))
-    return chosen
-
-
 def answer_text(citations: list[Citation]) -> str:
     """The answer: each cited sentence followed by its marker."""
     return " ".join(f"{' '.join(c.text.split())} [{c.marker}]" for c in citations)

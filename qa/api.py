@@ -12,6 +12,7 @@ import os
 import secrets
 from typing import Any
 
+from .conversation import MAX_FIELD_CHARS, MAX_TURNS
 from .errors import BadRequest, IndexBusy, QAError, one_line
 from .limits import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS, check_k, clean_question
 from .retriever import Retriever
@@ -21,6 +22,8 @@ from .uploads import MAX_UPLOAD_BYTES, Received, add_uploads, remove_documents
 # upload of any size was spooled to disk before the 20 MiB check could refuse it.
 MAX_UPLOAD_REQUEST_BYTES = 5 * MAX_UPLOAD_BYTES
 MAX_QUERY_REQUEST_BYTES = 64 * 1024
+# A full history: 20 turns of two 2,000-character fields, up to 4 bytes a character in UTF-8.
+MAX_HISTORY_BYTES = MAX_TURNS * 2 * MAX_FIELD_CHARS * 4
 # Uploads and deletes run one at a time on a thread of their own, never on the threads that answer
 # questions; this many may wait their turn, further ones get 503 with Retry-After (#17.3: 46
 # waiting uploads had taken every request thread, and /api/ask timed out for 50 s).
@@ -36,7 +39,7 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
     from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
 
     token = token or os.environ.get("QA_API_TOKEN") or None
 
@@ -139,12 +142,24 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
         answer = retriever.ask(q.question, q.k)
         return {"question": answer.question, "passages": [p.to_json() for p in answer.passages]}
 
+    class Turn(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        question: str = Field(..., max_length=MAX_FIELD_CHARS)
+        answer: str = Field(..., max_length=MAX_FIELD_CHARS)
+
+    class AskQuery(Query):
+        history: list[Turn] = Field(
+            default_factory=list, max_length=MAX_TURNS,
+            description="earlier turns of the conversation, oldest first; a follow-up is read "
+                        "with the turn it leans on (see history_used in the answer)")
+
     @app.post("/api/ask", tags=["retrieval"], dependencies=auth,
-              **body_limit(MAX_QUERY_REQUEST_BYTES))
-    def ask(q: Query) -> Any:
+              **body_limit(MAX_QUERY_REQUEST_BYTES + MAX_HISTORY_BYTES))
+    def ask(q: AskQuery) -> Any:
         """An answer whose ``[n]`` markers cite passage ``rank`` n; ``abstained`` when the
         documents do not support one. With ``"stream": true``, server-sent events: ``token``
-        while a language model writes, then ``answer`` with this same object."""
+        while a language model writes, then ``answer`` with this same object. ``history``: the
+        earlier turns; ``history_used`` in the answer says which the question was read with."""
         return _ask(retriever, answerer, q)
 
     @app.get("/api/documents", tags=["documents"], dependencies=auth)
@@ -188,7 +203,7 @@ def _ask(retriever: Retriever, answerer: Any, q: Any) -> Any:
     history = [dict(t) if isinstance(t, dict) else t.model_dump()
                for t in getattr(q, "history", None) or []]
     if answerer is None:
-        answer = retriever.ask(q.question, q.k)
+        answer = retriever.ask(q.question, q.k, history=history)
         if not q.stream:
             return answer.to_json()
         from .generation.answerer import StreamEvent

@@ -1,4 +1,4 @@
-"""The ``qa`` command line: index, ask, eval, serve, mcp.
+"""The ``qa`` command line: index, ask, chat, eval, serve, mcp.
 
 Errors a user can fix print as one line (``qa: error: ...``) with exit status 2, no traceback.
 """
@@ -190,6 +190,66 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+CHAT_HELP = ("Ask a question; follow-ups are read with the turns before them. "
+             "/show N prints passage [N] of the last answer in full, /clear forgets the "
+             "conversation, /quit (or Ctrl-D) ends.")
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """A conversation in the terminal: each question is asked with the turns before it."""
+    with _progress("embedding") as bar:
+        r = _open(args.index, bar)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(CHAT_HELP)
+    history: list[dict[str, str]] = []
+    last: Any = None
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        command, _, rest = line.partition(" ")
+        if command in ("/quit", "/exit"):
+            return 0
+        if command == "/help":
+            print(CHAT_HELP)
+        elif command == "/clear":
+            history, last = [], None
+            print("(conversation cleared)")
+        elif command == "/show":
+            passage = _passage(last, rest)
+            if passage is None:
+                print(f"qa: no passage {rest.strip() or '(give a number)'} in the last answer",
+                      file=sys.stderr)
+            else:
+                print(f"[{passage.rank}] {passage.doc_id}, characters "
+                      f"{passage.start}-{passage.end}\n{passage.text}")
+        else:
+            try:
+                last = r.ask(line, args.k, history=history[-20:])
+            except QAError as exc:  # a bad question ends nothing: say why, ask again
+                print(f"qa: error: {exc}", file=sys.stderr)
+                continue
+            if last.history_used:
+                turns = ", ".join(str(i + 1) for i in last.history_used)
+                print(f"(read with earlier question {turns})")
+            _print_answer(last)
+            history.append({"question": last.question,
+                            "answer": last.text[:2000]})
+
+
+def _passage(answer: Any, marker: str) -> Any:
+    """Passage ``[marker]`` of ``answer``, else None."""
+    n = marker.strip().strip("[]")
+    if answer is None or not n.isdigit():
+        return None
+    return next((p for p in answer.passages if p.rank == int(n)), None)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import evaluation as ev
 
@@ -304,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _llm_options(p)
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="a conversation in the terminal (follow-up questions)")
+    p.add_argument("--index", help=index_help)
+    p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", help="run a question set and report retrieval and answer quality")
     p.add_argument("questions", nargs="?", help="question set, JSONL or CSV")

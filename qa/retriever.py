@@ -8,8 +8,8 @@ from 0.86 (passages alone) to 0.93 (see BENCHMARKS.md and eval/).
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import abstain
-from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, compose
+from . import abstain, conversation
+from .answer import Answer, Passage
+from .answering import FEATURE_PASSAGES, Retrieved, build_answer, models_for, normalise
 from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
@@ -34,28 +35,11 @@ PASSAGE_WEIGHT = 0.3
 # Candidates fetched from each vector store before exact re-scoring.
 _SENTENCE_CANDIDATES = 64
 _PASSAGE_CANDIDATES = 32
-# Depth the answer/abstain decision looks at: best sentences of the top 5 passages, names and
-# numbers of the top 20.
-_ANSWER_PASSAGES = 5
-_FEATURE_PASSAGES = 20
 # How long an update waits for the one before it (in this process or another) before giving up
 # with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
 WRITE_WAIT_S = 30.0
 
 
-# An embedder without a fitted model never abstains: its score scale is unknown.
-_UNCALIBRATED = {"bias": 0.0, "weights": {}, "threshold": 0.0}
-
-
-def calibration_for(embedder: str) -> dict[str, Any]:
-    """The fitted answer-or-abstain model for ``embedder`` (see eval/calibrate.py), from
-    ``$QA_CALIBRATION`` if set, else the one shipped with the package."""
-    custom = os.environ.get("QA_CALIBRATION")
-    if custom:
-        text = Path(custom).read_text(encoding="utf-8")
-    else:
-        text = resources.files("qa").joinpath("calibration.json").read_text(encoding="utf-8")
-    return json.loads(text).get(embedder, _UNCALIBRATED)  # type: ignore[no-any-return]
 
 
 class Retriever:
@@ -67,6 +51,10 @@ class Retriever:
     Searching is thread-safe; updates (:meth:`add`, :meth:`remove`, :meth:`sync`) build a new
     index version on disk and swap it in atomically, so a query never sees a half-written index.
     """
+
+    # The fitted sentence ranker of the index's embedder, set on the first question (also for
+    # subclasses with their own constructor).
+    _ranker: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -90,7 +78,10 @@ class Retriever:
         self._write_lock = threading.Lock()
         # Re-entrant: loading the embedder may first load the snapshot to learn its name.
         self._load_lock = threading.RLock()
-        self._calibration: dict[str, Any] | None = None  # per embedder, on first question
+        # The fitted sentence ranker and abstention model of the index's embedder (set on the
+        # first question).
+        self._ranker = None
+        self._calibration: dict[str, Any] | None = None
 
     # -- construction ---------------------------------------------------------------------
 
@@ -368,22 +359,23 @@ class Retriever:
 
     # -- search ---------------------------------------------------------------------------
 
-    def _score(
-        self, question: str, k: int
-    ) -> tuple[Snapshot, list[tuple[int, float]], dict[int, np.ndarray]]:
+    def _embed_queries(self, texts: list[str]) -> np.ndarray:
+        q = self.embedder.embed_queries(texts)
+        dim = self.snapshot().manifest["dim"]
+        if q.shape[1] != dim:
+            raise EmbedderMismatch(
+                f"embedder gives {q.shape[1]}-dimensional vectors, index holds {dim}")
+        return q
+
+    def _score_vector(self, qv: np.ndarray, k: int) -> Retrieved:
+        """Passages for the query vector ``qv``, best first, with their sentences' similarity."""
         snap = self.snapshot()
         if not snap.passage_count:
-            return snap, [], {}
-        q = self.embedder.embed_queries([question])
-        if q.shape[1] != snap.manifest["dim"]:
-            raise EmbedderMismatch(
-                f"embedder gives {q.shape[1]}-dimensional vectors, index holds "
-                f"{snap.manifest['dim']}"
-            )
+            return Retrieved(snap, [], {})
+        q = qv[None, :].astype(np.float32)
         # Without a sentence store (large segments) more passages are re-scored instead.
         rows_in_order = snap.candidate_rows(q, passages=_PASSAGE_CANDIDATES + k,
                                             sentences=_SENTENCE_CANDIDATES + k)
-        qv = q[0]
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
         passage_sims = snap.passage_vectors(rows_in_order) @ qv
@@ -393,51 +385,46 @@ class Retriever:
             scored.append((row, PASSAGE_WEIGHT * passage_sim + (1 - PASSAGE_WEIGHT) * best))
             sentence_sims[row] = sims
         scored.sort(key=lambda t: -t[1])
-        return snap, scored, sentence_sims
+        return Retrieved(snap, scored, sentence_sims)
 
     def search(self, question: str, k: int = DEFAULT_K) -> list[Passage]:
         """The ``k`` passages that best answer ``question``, best first."""
         return self.ask(question, k).passages
 
-    def ask(self, question: str, k: int = DEFAULT_K) -> Answer:
-        """Answer ``question`` from the documents, citing passages; abstain when unsupported."""
+    def ask(
+        self, question: str, k: int = DEFAULT_K, *, history: Sequence[Any] | None = None
+    ) -> Answer:
+        """Answer ``question`` from the documents, citing passages; abstain when unsupported.
+
+        ``history`` holds the earlier turns of a conversation, oldest first, each
+        ``{"question": str, "answer": str}`` (at most 20): a follow-up that does not stand alone
+        is read with the turn it leans on, and ``Answer.history_used`` says which.
+        """
         question = clean_question(question)
         k = check_k(k)
-        snap, scored, sentence_sims = self._score(question, max(k, _FEATURE_PASSAGES))
-        sentences: list[ScoredSentence] = []
-        for rank, (row, _) in enumerate(scored[: max(k, _ANSWER_PASSAGES)], start=1):
-            chunk = snap.chunks[row]
-            for (s, e), sim in zip(chunk.sentences, sentence_sims[row].tolist()):
-                text = chunk.text[s - chunk.start : e - chunk.start]
-                sentences.append(ScoredSentence(rank, chunk.doc_id, s, e, text, sim))
-        # The decision to answer must not depend on k: it always looks at the same depth.
-        features = {}
-        if scored:
-            features = abstain.features(
-                question,
-                scored[0][1],
-                [(x.score, x.text) for x in sentences if x.rank <= _ANSWER_PASSAGES],
-                [snap.chunks[row].text for row, _ in scored[:_FEATURE_PASSAGES]],
-            )
-        if self._calibration is None:
-            self._calibration = calibration_for(snap.embedder)
-        confidence = abstain.confidence(features, self._calibration)
-        top = scored[:k]
-        citations = compose([x for x in sentences if x.rank <= k])
-        abstained = not citations or confidence < self._calibration["threshold"]
-        passages = []
-        for rank, (row, score) in enumerate(top, start=1):
-            c = snap.chunks[row]
-            hl = () if abstained else tuple((x.start, x.end) for x in citations if x.marker == rank)
-            passages.append(
-                Passage(rank, c.doc_id, c.title, c.start, c.end, c.text, score, c.chunk_id, hl)
-            )
-        if abstained:
-            return Answer(question, NOT_FOUND, True, passages, [], confidence, features)
-        return Answer(
-            question, answer_text(citations), False, passages, citations, confidence, features
-        )
+        turns = conversation.parse_history(history)
+        used = conversation.leans_on(question, turns)
+        if used:
+            q, ctx = self._embed_queries([question, conversation.context_text(turns, used)])
+            qv = q + conversation.CONTEXT_WEIGHT * ctx
+            qv = qv / (np.linalg.norm(qv) or 1.0)
+        else:
+            qv = self._embed_queries([question])[0]
+        found = self._score_vector(qv, max(k, FEATURE_PASSAGES))
+        if self._ranker is None or self._calibration is None:
+            ranker, abstainer = models_for(found.snapshot.embedder)
+            self._ranker = self._ranker or ranker
+            self._calibration = self._calibration or abstainer
+        # Sentences already given in the turns leaned on are not given again.
+        skip = frozenset(normalise(s) for i in used for s in _answer_sentences(turns[i].answer))
+        return build_answer(question, found, k, ranker=self._ranker,
+                            abstainer=self._calibration, skip=skip,
+                            history_used=used, refuse=abstain.not_a_question(question))
 
+
+def _answer_sentences(answer: str) -> list[str]:
+    """The quoted sentences of an extractive answer (text between markers)."""
+    return [s.strip() for s in re.split(r"\s*\[\d+\]\s*", answer) if s.strip()]
 
 
 def _given_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -2,11 +2,15 @@
 
 A question set is JSONL (or CSV with the same columns), one question a line::
 
-    {"id": "q1", "question": "...", "doc": "file.txt" | null, "answers": ["..."], "lang": "en"}
+    {"id": "q1", "question": "...", "doc": "file.txt" | null, "answers": ["..."], "lang": "en",
+     "history": [{"question": "...", "answer": "..."}]}
 
 ``doc`` is the document that answers the question (null: the documents cannot answer it);
 ``answers`` are strings any of which, found in a retrieved passage, counts as the answer
-retrieved; ``lang`` (optional) breaks the metrics down by question language.
+retrieved; ``lang`` (optional) breaks the metrics down by question language. Rows with a
+``history`` (earlier turns of a conversation, optional) are follow-ups: asked with that history
+and reported apart (``by_kind``). Every summary is also broken down by question type (who, when,
+how many, ...).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import csv
 import io
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +43,8 @@ class Question:
     doc: str | None
     answers: tuple[str, ...] = ()
     lang: str = ""
+    history: tuple[dict[str, str], ...] = ()
+    """Earlier turns the question follows up on (``{"question", "answer"}`` each)."""
 
 
 def _question(row: dict[str, Any], where: str) -> Question:
@@ -52,8 +59,15 @@ def _question(row: dict[str, Any], where: str) -> Question:
         answers = [answers] if answers else []
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise QuestionSetError(f"{where}: 'answers' must be a list of strings")
+    history = row.get("history") or []
+    if not isinstance(history, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("question"), str)
+            and isinstance(t.get("answer", ""), str) for t in history):
+        raise QuestionSetError(f"{where}: 'history' must be a list of {{question, answer}}")
     return Question(str(row["id"]), str(row["question"]), doc or None, tuple(answers),
-                    str(row.get("lang") or ""))
+                    str(row.get("lang") or ""),
+                    tuple({"question": t["question"], "answer": t.get("answer", "")}
+                          for t in history))
 
 
 def load_questions(path: str | Path) -> list[Question]:
@@ -124,6 +138,13 @@ def judge(q: Question, result: dict[str, Any], k: int) -> dict[str, Any]:
     answer_rank = next(
         (p["rank"] for p in passages if any(a in p["text"] for a in q.answers)), None
     )
+    # The passage the answer cites first holds an answer (what a reader who follows the first
+    # marker finds); an abstention cites nothing.
+    cited = [c["marker"] for c in result.get("citations", [])]
+    first = next((p for p in passages if cited and p["rank"] == cited[0]), None)
+    cited_holds = None if not q.answers else (
+        first is not None and not result["abstained"]
+        and any(a in first["text"] for a in q.answers))
     verdict.update(
         doc_rank=rank,
         hit_at_1=rank == 1,
@@ -132,6 +153,7 @@ def judge(q: Question, result: dict[str, Any], k: int) -> dict[str, Any]:
         ndcg_at_k=1.0 / math.log2(rank + 1) if rank else 0.0,
         answer_rank=answer_rank,
         answer_hit_at_k=answer_rank is not None if q.answers else None,
+        cited_holds_answer=cited_holds,
         correct=(rank is not None) and not result["abstained"],
     )
     return verdict
@@ -154,6 +176,8 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
     answerable = [r["verdict"] for r in rows if r["verdict"]["answerable"]]
     unanswerable = [r["verdict"] for r in rows if not r["verdict"]["answerable"]]
     with_answers = [v for v in answerable if v["answer_hit_at_k"] is not None]
+    cited = [v["cited_holds_answer"] for v in with_answers
+             if v.get("cited_holds_answer") is not None]
     latencies = [r["latency_ms"] for r in rows]
     hit_curve = {
         str(j): _mean([float(v["doc_rank"] is not None and v["doc_rank"] <= j) for v in answerable])
@@ -169,6 +193,7 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "mrr": _mean([v["reciprocal_rank"] for v in answerable]),
         "ndcg@k": _mean([v["ndcg_at_k"] for v in answerable]),
         "answer_hit@k": _mean([float(v["answer_hit_at_k"]) for v in with_answers]),
+        "cited_holds_answer": _mean([float(c) for c in cited]),
         "abstained_unanswerable": _mean([float(v["abstained"]) for v in unanswerable]),
         "wrongly_abstained": _mean([float(v["abstained"]) for v in answerable]),
         "latency_ms_p50": round(_percentile(latencies, 50), 2),
@@ -212,13 +237,16 @@ def run(
     rows: list[dict[str, Any]] = []
     for n, q in enumerate(questions, start=1):
         t0 = time.perf_counter()
-        answer = ask(q.question, k)
+        answer = ask(q.question, k, history=list(q.history) or None)
         latency = (time.perf_counter() - t0) * 1000
         result = answer.to_json()
         rows.append({
             **result,
             "id": q.id,
             "lang": q.lang,
+            "kind": "follow-up" if q.history else "standalone",
+            "type": question_type(q.question),
+            "history": list(q.history),
             "expected_doc": q.doc,
             "expected_answers": list(q.answers),
             "confidence": round(answer.confidence, 4),
@@ -237,8 +265,34 @@ def run(
         summary["by_lang"] = {
             lang: summarize([r for r in rows if r["lang"] == lang], k) for lang in langs
         }
+    for key, name in (("kind", "by_kind"), ("type", "by_type")):
+        values = sorted({r[key] for r in rows})
+        if len(values) > 1:
+            summary[name] = {v: summarize([r for r in rows if r[key] == v], k) for v in values}
     info = retriever.info()
     return EvalRun(rows, summary, info)
+
+
+_TYPES = (
+    ("how many", re.compile(r"\b(how (many|much|long|far|old|high)|what percentage|wie (viele?|"
+                            r"hoch|lange?|weit|alt|groß)|wieviele?)\b", re.I)),
+    ("when", re.compile(r"\b(when|what year|which year|wann|seit wann|in welchem jahr)\b", re.I)),
+    ("who", re.compile(r"^\W*(who|whom|whose|wer|wem|wen|wessen)\b", re.I)),
+    ("where", re.compile(r"^\W*(where|wo|woher|wohin)\b", re.I)),
+    ("why", re.compile(r"^\W*(why|warum|weshalb|wieso)\b|\b(why|warum)\b", re.I)),
+    ("which", re.compile(r"\b(which|welche[rsmn]?)\b", re.I)),
+    ("what", re.compile(r"\b(what|was)\b", re.I)),
+    ("how", re.compile(r"\b(how|wie)\b", re.I)),
+)
+
+
+def question_type(question: str) -> str:
+    """The question's type by its question word: who, when, how many, where, why, which, what,
+    how, or other (yes/no questions, commands)."""
+    for name, pattern in _TYPES:
+        if pattern.search(question):
+            return name
+    return "other"
 
 
 def save(result: EvalRun, out: str | Path, *, questions_path: str = "") -> Path:
@@ -258,10 +312,10 @@ def save(result: EvalRun, out: str | Path, *, questions_path: str = "") -> Path:
     return out
 
 
-METRICS = ("hit@1", "hit@k", "mrr", "ndcg@k", "answer_hit@k", "abstained_unanswerable",
-           "wrongly_abstained", "latency_ms_p50", "latency_ms_p95", "generated_share",
-           "fallback_rate", "supported_share", "citation_precision", "citation_recall",
-           "language_match")
+METRICS = ("hit@1", "hit@k", "mrr", "ndcg@k", "answer_hit@k", "cited_holds_answer",
+           "abstained_unanswerable", "wrongly_abstained", "latency_ms_p50", "latency_ms_p95",
+           "generated_share", "fallback_rate", "supported_share", "citation_precision",
+           "citation_recall", "language_match")
 LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95", "fallback_rate"}
 
 

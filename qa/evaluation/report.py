@@ -22,6 +22,7 @@ COUNTS = [("questions", "questions"), ("answerable", "answerable"),
           ("unanswerable", "unanswerable")]
 ROWS = [("hit@1", "document at rank 1"), ("hit@k", "document in top k"), ("mrr", "MRR"),
         ("ndcg@k", "nDCG@k"), ("answer_hit@k", "answer text in top k"),
+        ("cited_holds_answer", "cited passage holds answer"),
         ("abstained_unanswerable", "unanswerable: abstained"),
         ("wrongly_abstained", "answerable: wrongly abstained"),
         ("latency_ms_p50", "latency p50 (ms)"), ("latency_ms_p95", "latency p95 (ms)")]
@@ -63,7 +64,7 @@ def _label(label: str, k: Any) -> str:
 
 
 def _groups(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {"all": summary, **(summary.get("by_lang") or {})}
+    return {"all": summary, **(summary.get("by_lang") or {}), **(summary.get("by_kind") or {})}
 
 
 def _table(header: Sequence[str], body: list[list[str]]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..answering import Retrieved
 from ..chunking import Chunk, Chunker
 from ..documents import Document, SkippedFile, iter_files, load_documents
 from ..embedders import DEFAULT_EMBEDDER, Embedder
@@ -304,15 +305,12 @@ class MilvusRetriever(Retriever):
 
     # -- search ---------------------------------------------------------------------------
 
-    def _score(self, question: str, k: int) -> tuple[  # type: ignore[override]
-            MilvusView, list[tuple[int, float]], dict[int, np.ndarray]]:
+    def _score_vector(self, qv: np.ndarray, k: int) -> Retrieved:
         view = self.snapshot()
         dim = int(view.manifest["dim"])
-        q = self.embedder.embed_queries([question])
-        if q.shape[1] != dim:
-            raise EmbedderMismatch(f"embedder gives {q.shape[1]}-dimensional vectors, index "
+        if qv.shape[0] != dim:
+            raise EmbedderMismatch(f"embedder gives {qv.shape[0]}-dimensional vectors, index "
                                    f"holds {dim}")
-        qv = q[0]
         rows, sentence_vectors = self._candidates(qv, k, bool(view.manifest.get("ann")), dim)
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
@@ -326,7 +324,7 @@ class MilvusRetriever(Retriever):
                 sentence_sims[pid] = sims
                 view.chunks[pid] = rows[pid].chunk
         scored.sort(key=lambda t: -t[1])
-        return view, scored, sentence_sims
+        return Retrieved(view, scored, sentence_sims)  # type: ignore[arg-type]
 
     def _candidates(self, qv: np.ndarray, k: int, ann: bool,
                     dim: int) -> tuple[dict[int, Any], dict[int, np.ndarray]]:

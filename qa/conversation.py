@@ -1,0 +1,108 @@
+"""Follow-up questions: reading a question in the context of the conversation before it.
+
+"And what did they want in exchange?" means nothing alone. A question that does not stand alone
+(it opens with "and"/"und", leans on a pronoun, or names nothing of its own and is short) is
+retrieved with the turn it leans on: its query vector is combined with that of the earlier
+question and the names of the earlier answer. The sentences of the answer are still chosen for
+the follow-up itself, and sentences already given in that turn's answer are not repeated.
+``Answer.history_used`` lists the turns that were used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .abstain import _STOP, _WORD, salient_terms
+from .errors import BadRequest
+
+MAX_TURNS = 20
+MAX_FIELD_CHARS = 2000
+# Weight of the earlier turn's vector beside the follow-up's own (found on eval/followups.jsonl).
+CONTEXT_WEIGHT = 0.8
+
+_OPENS_FOLLOW_UP = re.compile(
+    r"^\W*(and|but|also|what about|how about|und|aber|auch|was ist mit|wie steht es mit|"
+    r"und was|und wie|und wer|und wann|und wo)\b", re.IGNORECASE)
+_LEANS = re.compile(
+    r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|this|these|those|there|"
+    r"then|the same|such|er|sie|es|ihn|ihm|ihr|ihre|ihren|ihrem|ihrer|sein|seine|seinen|seinem|"
+    r"seiner|dies|diese|dieser|dieses|diesen|dort|dabei|dafür|dazu|damit|davon|darauf|daran|"
+    r"darüber|deren|dessen|denen|jene|jener|solche)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier turn of a conversation: the question asked and the answer given."""
+
+    question: str
+    answer: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"question": self.question, "answer": self.answer}
+
+
+def parse_history(history: Sequence[Any] | None) -> list[Turn]:
+    """``history`` as turns, oldest first; BadRequest (one line) for a bad shape: not a list,
+    more than 20 turns, a turn that is not ``{"question": str, "answer": str}``, a field over
+    2,000 characters."""
+    if history is None:
+        return []
+    if isinstance(history, (str, bytes, dict)) or not isinstance(history, Sequence):
+        raise BadRequest("history must be a list of {question, answer} turns")
+    if len(history) > MAX_TURNS:
+        raise BadRequest(f"history has {len(history)} turns; at most {MAX_TURNS}")
+    turns = []
+    for i, turn in enumerate(history):
+        if isinstance(turn, Turn):
+            turn = turn.to_json()
+        if not isinstance(turn, dict) or set(turn) - {"question", "answer"} or "question" \
+                not in turn:
+            raise BadRequest(f"history[{i}] must be an object with 'question' and 'answer'")
+        q, a = turn.get("question"), turn.get("answer", "")
+        for name, value in (("question", q), ("answer", a)):
+            if not isinstance(value, str):
+                raise BadRequest(f"history[{i}].{name} must be text")
+            if len(value) > MAX_FIELD_CHARS:
+                raise BadRequest(f"history[{i}].{name} is too long ({len(value)} characters; "
+                                 f"at most {MAX_FIELD_CHARS})")
+        turns.append(Turn(" ".join(str(q).split()), " ".join(str(a).split())))
+    return turns
+
+
+def stands_alone(question: str) -> bool:
+    """Whether ``question`` can be understood without the conversation before it."""
+    if _OPENS_FOLLOW_UP.match(question):
+        return False
+    content = [w for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOP]
+    names = salient_terms(question)
+    if _LEANS.search(question):
+        # A pronoun in a question that names things of its own may point inside it.
+        return bool(names) and len(content) >= 3
+    # "Warum?", "Since when?": too little of its own to stand on.
+    return len(content) >= 2 or bool(names)
+
+
+def leans_on(question: str, turns: list[Turn]) -> list[int]:
+    """Indices of the turns ``question`` leans on: none if it stands alone, else the last turn,
+    and the one before if the last turn was itself a follow-up."""
+    if not turns or stands_alone(question):
+        return []
+    used = [len(turns) - 1]
+    if len(turns) > 1 and not stands_alone(turns[-1].question):
+        used.insert(0, len(turns) - 2)
+    return used
+
+
+def context_text(turns: list[Turn], used: list[int]) -> str:
+    """What the follow-up is retrieved with besides itself: the earlier questions and the names
+    and numbers of their answers (not whole answers: they would pull the same passage back)."""
+    parts = []
+    for i in used:
+        t = turns[i]
+        answer = re.sub(r"\[\d+\]", " ", t.answer)
+        names = list(dict.fromkeys(salient_terms(answer)))[:8]
+        parts.append(" ".join([t.question, *names]))
+    return " ".join(parts)
