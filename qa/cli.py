@@ -198,7 +198,9 @@ CHAT_HELP = ("Ask a question; follow-ups are read with the turns before them. "
 def cmd_chat(args: argparse.Namespace) -> int:
     """A conversation in the terminal: each question is asked with the turns before it."""
     with _progress("embedding") as bar:
-        r = _open(args.index, bar)
+        r = _open(args.index, bar, args)
+    model = _answerer(args, r)
+    ask = model.ask if model else r.ask
     interactive = sys.stdin.isatty()
     if interactive:
         print(CHAT_HELP)
@@ -230,7 +232,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                       f"{passage.start}-{passage.end}\n{passage.text}")
         else:
             try:
-                last = r.ask(line, args.k, history=history[-20:])
+                last = ask(line, args.k, history=history[-20:])
             except QAError as exc:  # a bad question ends nothing: say why, ask again
                 print(f"qa: error: {exc}", file=sys.stderr)
                 continue
@@ -368,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="a conversation in the terminal (follow-up questions)")
     p.add_argument("--index", help=index_help)
     p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
+    _llm_options(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", help="run a question set and report retrieval and answer quality")

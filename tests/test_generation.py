@@ -235,6 +235,28 @@ def test_cli_ask_with_an_endpoint_and_without_one_that_answers(sample_index: Pat
     assert "dauerhaft neutral" in out.stdout and "Traceback" not in out.stderr
 
 
+@pytest.mark.model
+@openai_missing
+def test_cli_chat_with_an_endpoint_marks_and_falls_back(sample_index: Path, fake) -> None:
+    fake.behaviour.reply = f"{PARAPHRASE} {MADE_UP}"
+    lines = [QUESTION, "/quit"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_LLM")}
+    out = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "chat", "--index", str(sample_index), "--llm-url",
+         fake.url, "--llm-model", "fake-model"], input="\n".join(lines) + "\n",
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(written by fake-model" in out.stdout
+    assert "NOT SUPPORTED by the cited passages" in out.stdout  # the made-up sentence
+    down = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "chat", "--index", str(sample_index), "--llm-url",
+         "http://127.0.0.1:9/v1", "--llm-timeout", "2"], input=QUESTION + "\n",
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert "note: the model at http://127.0.0.1:9/v1 cannot be reached" in down.stdout
+    assert "dauerhaft neutral" in down.stdout and "Traceback" not in down.stderr
+
+
 @pytest.fixture(scope="module")
 def api(retriever):
     from fastapi.testclient import TestClient
