@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..answer import Answer, Citation, Passage
-from ..retriever import DEFAULT_K, check_k, clean_question
+from ..limits import DEFAULT_K, check_k, clean_question
 from .checker import CheckedSentence, SentenceChecker
 from .client import ChatClient, EndpointError, LLMSettings
 from .prompt import MAX_HISTORY_TURNS, grounded_messages, parse_rewrite, rewrite_messages
