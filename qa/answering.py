@@ -21,7 +21,7 @@ import numpy as np
 
 from . import abstain, ranking
 from .answer import NOT_FOUND, Answer, Citation, Passage, answer_text
-from .index.storage import Snapshot
+from .index.snapshot import Snapshot
 
 # Depth the answer/abstain decision looks at: sentences of the top 5 passages, names and numbers
 # of the top 20. The decision must not depend on k.

@@ -31,6 +31,9 @@ from .index.document_text import document_text
 from .index.update import Progress, UpdateReport, apply_update, rewrite
 from .limits import DEFAULT_K, check_k, clean_question
 
+# Taken from here by qa.generation and eval/.
+__all__ = ["DEFAULT_K", "Retriever", "check_k", "clean_question"]
+
 PASSAGE_WEIGHT = 0.3
 # Candidates fetched from each vector store before exact re-scoring.
 _SENTENCE_CANDIDATES = 64
