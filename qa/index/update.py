@@ -66,11 +66,15 @@ def _embed(
     return out
 
 
-def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: int) -> np.ndarray:
+def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: int,
+                  weights: np.ndarray) -> np.ndarray:
+    """Each chunk's sentence vectors averaged, weighted by ``weights`` (sentence lengths: the
+    model mean-pools a passage over its tokens, so a long sentence weighs more in it)."""
     sums = np.zeros((n, sentence_vectors.shape[1]), dtype=np.float32)
-    np.add.at(sums, sentence_chunks, sentence_vectors)
+    np.add.at(sums, sentence_chunks, sentence_vectors * weights[:, None])
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.maximum(norms, 1e-12)
+    out: np.ndarray = sums / np.maximum(norms, 1e-12)
+    return out
 
 
 def _kept_then_fresh(blocks: Iterator[np.ndarray], keep: np.ndarray, fresh: list[np.ndarray],
@@ -164,7 +168,8 @@ def apply_update(
         if passage_vectors == "embed":
             cv = _embed(embedder, passage_texts, progress, len(sent_texts), total)
         elif passage_vectors == "mean":
-            cv = _mean_vectors(sv, sc, len(fresh))
+            lengths = np.array([len(s) for s in sent_texts], dtype=np.float32)
+            cv = _mean_vectors(sv, sc, len(fresh), lengths)
         else:
             raise ValueError(f"passage_vectors must be 'embed' or 'mean', got {passage_vectors!r}")
         base = len(chunks)
