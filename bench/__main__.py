@@ -1,19 +1,19 @@
-"""python -m bench [--quick] [--only embedding|scale] — prints tables, writes bench/results.json
-and BENCHMARKS.md."""
+"""python -m bench [--quick] [--only embedding|scale|updates|milvus] — prints tables, writes
+bench/results.json and BENCHMARKS.md."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from . import embedding, indexing, scale
+from . import embedding, indexing, scale, updates
 from .common import RESULTS, machine
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--only", choices=["embedding", "indexing", "scale"])
+    ap.add_argument("--only", choices=["embedding", "indexing", "scale", "updates", "milvus"])
     args = ap.parse_args()
     print(machine())
     if args.only in (None, "embedding"):
@@ -25,6 +25,14 @@ def main() -> None:
     if args.only in (None, "scale"):
         print("\n== answering at scale ==")
         print(scale.report(scale.run(quick=args.quick)))
+    if args.only in (None, "updates"):
+        print("\n== updates at scale ==")
+        print(updates.report(updates.run(quick=args.quick)))
+    if args.only in (None, "milvus"):
+        from . import milvus
+
+        print("\n== the index in Milvus Lite, next to FAISS ==")
+        print(milvus.report(milvus.run(quick=args.quick)))
     if not args.quick:
         from .write_md import write
 

@@ -56,6 +56,9 @@ sys.path.insert(0, os.getcwd())
 from qa import Retriever
 from tests.conftest import TrigramEmbedder
 from bench.crash import versions
+import qa.index.merge
+# Small tiers, so that merges (and kills during them) are frequent; an optimize now and then.
+qa.index.merge.MERGE_FACTOR = 3
 
 docs, idx, journal_path, seed = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rnd = random.Random(seed)
@@ -98,10 +101,15 @@ while True:
         put(name, rnd.choice(["A", "B", "B", None]))
     disk = on_disk()
     before = indexed(r)
-    how = rnd.choice(["sync", "sync", "add_remove"])
-    if how == "sync":
+    how = rnd.choice(["sync", "sync", "add_remove", "add_remove", "optimize"])
+    if how == "optimize":
         n += 1
-        log({"begin": n, "before": before, "after": disk})
+        log({"begin": n, "how": "optimize", "before": before, "after": before})
+        r.optimize()
+        log({"done": n})
+    elif how == "sync":
+        n += 1
+        log({"begin": n, "how": "sync", "before": before, "after": disk})
         r = Retriever.build([docs], idx, embedder=TrigramEmbedder())
         log({"done": n})
     else:
@@ -111,14 +119,14 @@ while True:
             after = dict(before)
             after.update({c: disk[c] for c in changed if c in disk})
             n += 1
-            log({"begin": n, "before": before, "after": after})
+            log({"begin": n, "how": "add", "before": before, "after": after})
             r.add(present)
             log({"done": n})
             before = after
         if gone:
             after = {d: v for d, v in before.items() if d not in gone}
             n += 1
-            log({"begin": n, "before": before, "after": after})
+            log({"begin": n, "how": "remove", "before": before, "after": after})
             r.remove(gone)
             log({"done": n})
 """
@@ -186,7 +194,6 @@ def check_index(idx: Path, v: dict[str, dict[str, Any]]) -> dict[str, str]:
     for row in range(len(snap.chunks)):
         rows.setdefault(snap.chunks[row].doc_id, []).append(row)
     assert set(rows) == set(snap.documents), (sorted(rows), sorted(snap.documents))
-    offsets = snap.sentence_offsets
     for doc_id, meta in snap.documents.items():
         which = v[doc_id]["hash"].get(meta["sha256"])
         assert which is not None, f"{doc_id}: indexed text is neither version"
@@ -200,16 +207,29 @@ def check_index(idx: Path, v: dict[str, dict[str, Any]]) -> dict[str, str]:
             assert c.text == text[c.start:c.end], f"{doc_id}: passage {c.chunk_id} is not a slice"
             assert not text[covered:c.start].strip(), f"{doc_id}: gap before {c.chunk_id}"
             covered = max(covered, c.end)
-            assert np.allclose(snap.chunk_vectors[row], emb.embed_queries([c.text])[0],
+            assert np.allclose(snap.passage_vectors([row])[0], emb.embed_queries([c.text])[0],
                                atol=1e-5), f"{doc_id}: passage vector of {c.chunk_id}"
-            lo, hi = offsets[row], offsets[row + 1]
-            assert hi - lo == len(c.sentences), f"{doc_id}: sentences of {c.chunk_id}"
-            if hi > lo:
-                assert np.allclose(snap.sentence_vectors[lo:hi],
-                                   emb.embed_queries(list(c.sentence_texts())), atol=1e-5)
+            sentences = snap.sentence_vectors_of(row)
+            assert len(sentences) == len(c.sentences), f"{doc_id}: sentences of {c.chunk_id}"
+            if len(sentences):
+                assert np.allclose(sentences, emb.embed_queries(list(c.sentence_texts())),
+                                   atol=1e-5)
         assert not text[covered:].strip(), f"{doc_id}: end of the text is missing"
         state[doc_id] = which
     return state
+
+
+def assert_no_garbage(idx: Path) -> None:
+    """Only the live version, the previous one and the segments they list are kept."""
+    versions = sorted(p for p in idx.glob("v[0-9]*"))
+    assert len(versions) <= 2, [p.name for p in versions]
+    listed = set()
+    for v in versions:
+        listed.update(e["name"] for e in json.loads((v / "manifest.json").read_text())
+                      .get("segments", []))
+    on_disk = {p.name for p in (idx / "segments").iterdir()} if (idx / "segments").is_dir() \
+        else set()
+    assert on_disk == listed, f"segments {sorted(on_disk)}, listed {sorted(listed)}"
 
 
 def disk_state(docs: Path, v: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -265,18 +285,19 @@ def run(rounds: int, seed: int = 0, max_delay: float = 0.6, work: Path | None = 
             failures.append(f"round {i}: worker ended by itself ({child.returncode}): "
                             f"{child.stderr.read()[-500:]}")
         # Where did the kill land?
-        mid_write = bool(list(idx.glob(".tmp-*")))
+        mid_write = bool(list(idx.glob(".tmp-*")) or list(idx.glob("segments/.tmp-*")))
         current = (idx / "CURRENT").read_text().strip()
         newer = [p.name for p in idx.glob("v[0-9]*") if p.name > current]
         begin, done = _last_record(journal)
         if begin is not None:
             updates_seen += begin["begin"]
+        how = f" ({begin.get('how', '?')})" if begin is not None and done is None else ""
         if mid_write:
-            where["during a write (unfinished .tmp- folder left)"] += 1
+            where[f"during a write (unfinished .tmp- folder left){how}"] += 1
         elif newer:
             where["after the new version was written, before it was made live"] += 1
         elif begin is not None and done is None:
-            where["during an update, outside the write"] += 1
+            where[f"during an update, outside the write{how}"] += 1
         else:
             where["between updates"] += 1
         try:
@@ -290,6 +311,7 @@ def run(rounds: int, seed: int = 0, max_delay: float = 0.6, work: Path | None = 
             assert after == disk_state(docs, v), f"re-run left {after}, folder has " \
                 f"{disk_state(docs, v)}"
             assert not list(idx.glob(".tmp-*")), "re-run left a .tmp- folder"
+            assert_no_garbage(idx)
         except Exception as exc:
             failures.append(f"round {i}: {type(exc).__name__}: {exc}")
             # start the next round from a sound index
@@ -299,11 +321,12 @@ def run(rounds: int, seed: int = 0, max_delay: float = 0.6, work: Path | None = 
                   f"{len(failures)} failures so far", file=sys.stderr)
     elapsed = time.monotonic() - t0
     versions_left = sorted(p.name for p in idx.glob("v[0-9]*"))
+    segments_left = len(list(idx.glob("segments/s*")))
     if own:
         shutil.rmtree(work, ignore_errors=True)
     return {"kills": rounds, "updates_started_by_workers": updates_seen,
             "where": dict(where), "failures": failures, "seconds": round(elapsed, 1),
-            "version_folders_left": len(versions_left)}
+            "version_folders_left": len(versions_left), "segments_left": segments_left}
 
 
 def main(argv: list[str] | None = None) -> int:

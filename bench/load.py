@@ -15,6 +15,10 @@ process, and then
    (empty question, ``k`` 0, 3,000 characters) and must get a 4xx with a ``detail``;
    ``--heavy-clients`` of them send only the costliest valid questions (2,000 characters of
    emoji or CJK, thousands of tokens), to see what they do to everyone else's latency;
+   ``--writer-clients`` more threads upload and delete documents all the while
+   (``bench/writers.py``: one re-uploads a 150 KB document, the others tiny ones), to see
+   whether questions wait for updates; their uploads, deletes and 503 "busy" answers are counted
+   apart from the questions;
 2. **memory**: ``--memory-requests`` more requests from ``--memory-clients`` threads, reading the
    server's resident memory (``VmRSS`` of /proc/PID/status) every ``--memory-every`` requests.
 
@@ -43,6 +47,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    from .writers import WriterStats, writer_client
+except ImportError:  # run as a script, python bench/load.py: its folder is on the path
+    from writers import WriterStats, writer_client  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "qa" / "data" / "sample"
@@ -306,11 +315,17 @@ class Budget:
 
 def run_clients(server: Server, *, clients: int, gradio_clients: int, duration: float,
                 requests: int | None, bad_share: float, seed: int,
-                budget: Budget | None = None, heavy_clients: int = 0) -> tuple[Stats, float]:
+                budget: Budget | None = None, heavy_clients: int = 0,
+                writers: WriterStats | None = None, writer_clients: int = 0,
+                ) -> tuple[Stats, float]:
     stats = Stats()
     stop = threading.Event()
     budget = budget or Budget(requests)
     threads = []
+    writer_threads = [
+        threading.Thread(target=writer_client, daemon=True,
+                         args=(server.port, writers, stop, seed + 500 + w, w == 0))
+        for w in range(writer_clients if writers is not None else 0)]
     for c in range(clients):
         if c < gradio_clients:
             t = threading.Thread(target=gradio_client,
@@ -322,6 +337,8 @@ def run_clients(server: Server, *, clients: int, gradio_clients: int, duration: 
                                        0.0 if heavy else bad_share, heavy))
         t.daemon = True
         threads.append(t)
+    for t in writer_threads:  # updates under way before the first question
+        t.start()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -331,7 +348,10 @@ def run_clients(server: Server, *, clients: int, gradio_clients: int, duration: 
     stop.set()
     for t in threads:
         t.join(timeout=90)
-    return stats, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    for t in writer_threads:  # an upload under way is finished, not cut off
+        t.join(timeout=600)
+    return stats, seconds
 
 
 def summary(stats: Stats, seconds: float) -> dict[str, Any]:
@@ -369,7 +389,7 @@ def run(*, clients: int = 50, duration: float = 60, requests: int | None = None,
         gradio_clients: int = 2, memory_requests: int = 10_000, memory_every: int = 1000,
         memory_clients: int = 4, bad_share: float = 0.05, index: Path | None = None,
         api_only: bool = False, seed: int = 0, heavy_clients: int = 0,
-        log: Any = print) -> dict[str, Any]:
+        writer_clients: int = 0, log: Any = print) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="qa-load-"))
     try:
         if index is None:
@@ -401,18 +421,22 @@ def run(*, clients: int = 50, duration: float = 60, requests: int | None = None,
                           "gradio_clients": gradio_clients,
                           "duration_s": duration, "request_cap": requests,
                           "bad_share": bad_share, "api_only": api_only,
-                          "heavy_clients": heavy_clients,
+                          "heavy_clients": heavy_clients, "writer_clients": writer_clients,
                           "cores": os.cpu_count(), "loadavg_before": os.getloadavg()},
             }
             rss: list[tuple[int, float]] = [(0, rss_kib(server.pid) / 1024)]
             cpu0 = cpu_seconds(server.pid)
             log(f"phase 1: {clients} clients ({gradio_clients} through Gradio), {duration} s"
                 + (f" or {requests} requests" if requests else ""))
+            writers = WriterStats()
             stats, secs = run_clients(server, clients=clients, gradio_clients=gradio_clients,
                                       duration=duration, requests=requests,
                                       bad_share=bad_share, seed=seed,
-                                      heavy_clients=heavy_clients)
+                                      heavy_clients=heavy_clients, writers=writers,
+                                      writer_clients=writer_clients)
             out["concurrency"] = summary(stats, secs)
+            if writer_clients:
+                out["concurrency"]["writers"] = writers.summary()
             out["concurrency"]["server_cpu_s"] = round(cpu_seconds(server.pid) - cpu0, 1)
             rss.append((stats.requests, rss_kib(server.pid) / 1024))
             log(f"phase 2: {memory_requests} requests from {memory_clients} clients, memory "
@@ -435,7 +459,8 @@ def run(*, clients: int = 50, duration: float = 60, requests: int | None = None,
             out["rss_before_and_after_phase_1_mib"] = [round(v, 1) for _, v in rss]
             out["setup"]["loadavg_after"] = os.getloadavg()
             out["server_alive"] = server.proc.poll() is None
-            if out["concurrency"]["failures"] or out["memory"]["failures"]:
+            if (out["concurrency"]["failures"] or out["memory"]["failures"]
+                    or writers.failures):
                 out["server_log_tail"] = server.tail()
             return out
         finally:
@@ -460,6 +485,14 @@ def report(res: dict[str, Any]) -> str:
                          f"p99 {o['p99']} ms")
         for f in r["first_failures"]:
             lines.append(f"  FAILED {f}")
+        if "writers" in r:
+            w = r["writers"]
+            lines.append(f"  writers meanwhile: {w['uploads']} uploads (median "
+                         f"{w['upload_s_median']} s, max {w['upload_s_max']} s), "
+                         f"{w['deletes']} deletes, "
+                         f"{w['busy_503']} answered 503 busy, {w['failures']} failed")
+            for f in w["first_failures"]:
+                lines.append(f"  WRITER FAILED {f}")
     mem = res["memory"]
     lines.append("server RSS (MiB) after N requests of phase 2: " + ", ".join(
         f"{n}: {v}" for n, v in mem["rss_mib"]) + f"  (growth {mem['rss_growth_mib']} MiB)")
@@ -485,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heavy-clients", type=int, default=0,
                     help="clients (of --clients) that send only the costliest valid questions "
                          "(2,000 emoji or CJK characters)")
+    ap.add_argument("--writer-clients", type=int, default=0,
+                    help="extra clients that upload and delete documents during phase 1 "
+                         "(one a 150 KB document, the others tiny ones)")
     ap.add_argument("--index", type=Path, help="use (a copy of) this index, not a new one")
     ap.add_argument("--api-only", action="store_true", help="serve without the chat")
     ap.add_argument("--seed", type=int, default=0)
@@ -495,11 +531,13 @@ def main(argv: list[str] | None = None) -> int:
               memory_every=args.memory_every, memory_clients=args.memory_clients,
               bad_share=args.bad_share, index=args.index, api_only=args.api_only,
               seed=args.seed, heavy_clients=args.heavy_clients,
+              writer_clients=args.writer_clients,
               log=lambda m: print(m, file=sys.stderr, flush=True))
     print(report(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", "utf-8")
-    failed = res["concurrency"]["failures"] + res["memory"]["failures"]
+    failed = (res["concurrency"]["failures"] + res["memory"]["failures"]
+              + res["concurrency"].get("writers", {}).get("failures", 0))
     return 1 if failed or not res["server_alive"] else 0
 
 

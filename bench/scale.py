@@ -33,7 +33,7 @@ def real_vectors(work: Path) -> tuple[np.ndarray, np.ndarray, Path]:
     r = Retriever.load(index) if (index / "CURRENT").exists() else Retriever.build(
         [XQUAD / "corpus"], index)
     snap = r.snapshot()
-    base = np.concatenate([np.asarray(snap.chunk_vectors), np.asarray(snap.sentence_vectors)])
+    base = np.concatenate([snap.vectors("chunks"), snap.vectors("sentences")])
     queries = r.embedder.embed_queries(xquad_questions("en"))
     return base, queries, index
 
@@ -96,34 +96,43 @@ def faiss_compare(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[
 
 
 def synthetic_index(path: Path, vectors: np.ndarray, base: np.ndarray) -> float:
-    """Write a qa index of synthetic passages (2 sentences each); returns seconds."""
+    """Write a qa index of synthetic passages (2 sentences each, 10 passages a document) as one
+    segment; returns seconds."""
     from qa.chunking import Chunk
-    from qa.index.storage import IndexDir, Snapshot
+    from qa.index.storage import IndexDir, SegmentEntry
 
     n = len(vectors)
     t0 = time.perf_counter()
-    chunks = []
     docs: dict[str, Any] = {}
-    for i in range(n):
-        doc = f"synthetic/{i // 10:06d}.txt"
-        j = i % 10
-        text = f"Synthetischer Absatz {i}. Er ist der {j + 1}. Absatz von {doc}."
-        first = text.index(".") + 1
-        start = j * 100
-        chunks.append(Chunk(doc, j, text, start, start + len(text), doc,
-                            ((start, start + first), (start + first + 1, start + len(text)))))
-        if j == 0:
-            docs[doc] = {"title": doc, "sha256": "0" * 64, "chars": 1000, "chunks": 10,
-                         "source": "synthetic"}
+
+    def lines() -> Any:
+        for i in range(n):
+            doc = f"synthetic/{i // 10:06d}.txt"
+            j = i % 10
+            text = f"Synthetischer Absatz {i}. Er ist der {j + 1}. Absatz von {doc}."
+            first = text.index(".") + 1
+            start = j * 100
+            chunk = Chunk(doc, j, text, start, start + len(text), doc,
+                          ((start, start + first), (start + first + 1, start + len(text))))
+            yield (json.dumps(chunk.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+
+    for d in range(0, n, 10):
+        doc = f"synthetic/{d // 10:06d}.txt"
+        docs[doc] = {"title": doc, "sha256": "0" * 64, "chars": 1000,
+                     "chunks": min(10, n - d), "source": "synthetic", "rows": [d, min(n, d + 10)]}
     sent = np.empty((2 * n, DIM), dtype=np.float32)
     sent[0::2] = synthetic(np.concatenate([vectors[:1000], base]), n, seed=7, noise=0.3)
     sent[1::2] = synthetic(np.concatenate([vectors[:1000], base]), n, seed=8, noise=0.3)
-    manifest = {"embedder": "multilingual-e5-small", "dim": DIM, "documents": docs,
+    manifest = {"embedder": "multilingual-e5-small", "dim": DIM,
                 "chunking": {"splitter": "synthetic", "chunk_size": 800, "chunk_overlap": 0,
                              "passage_vectors": "embed"}}
-    snap = Snapshot(manifest, chunks, vectors, sent, np.repeat(np.arange(n, dtype=np.int32), 2))
-    with IndexDir(path).lock():
-        IndexDir(path).write(snap)
+    index = IndexDir(path)
+    with index.lock():
+        name, meta = index.write_segment(
+            dim=DIM, chunk_lines=lines(), chunk_vectors=[vectors], sentence_vectors=[sent],
+            sentence_chunks=np.repeat(np.arange(n, dtype=np.int32), 2), documents=docs)
+        index.publish(manifest, [SegmentEntry(name, np.zeros(0, np.int64), frozenset())],
+                      dict(meta["counts"]))
     return time.perf_counter() - t0
 
 

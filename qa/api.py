@@ -26,6 +26,11 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_REQUEST_BYTES = 5 * MAX_UPLOAD_BYTES
 MAX_QUERY_REQUEST_BYTES = 64 * 1024
 MAX_NAME_BYTES = 200  # file systems allow 255 bytes; leave room for temporary suffixes
+# Uploads and deletes run one at a time on a thread of their own, never on the threads that answer
+# questions; this many may wait their turn, further ones get 503 with Retry-After (#17.3: 46
+# waiting uploads had taken every request thread, and /api/ask timed out for 50 s).
+MAX_QUEUED_WRITES = 8
+RETRY_AFTER_S = 5
 
 
 def _one_line(text: str) -> str:
@@ -71,6 +76,14 @@ def store_upload(data: bytes, name: str, upload_dir: Path) -> Path:
         f.write(data)
     os.replace(tmp, target)
     return target
+
+
+def discard_upload(source: str, upload_dir: Path) -> None:
+    """Delete a removed document's file if it is in the upload folder (an upload's only copy
+    lived on there after DELETE); a document indexed from anywhere else is never touched."""
+    path = Path(source)
+    if source and path.parent.resolve() == upload_dir.resolve() and path.is_file():
+        path.unlink(missing_ok=True)
 
 
 def upload_dir_for(retriever: Retriever) -> Path:
@@ -130,7 +143,24 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
 
     @app.exception_handler(IndexBusy)
     async def _busy(_: Request, exc: IndexBusy) -> JSONResponse:
-        return JSONResponse({"detail": _one_line(str(exc))}, status_code=409)
+        return JSONResponse({"detail": _one_line(str(exc))}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    import anyio
+
+    write_thread = anyio.CapacityLimiter(1)
+    queued_writes = 0
+
+    async def in_write_queue(work: Any) -> Any:
+        nonlocal queued_writes
+        if queued_writes >= MAX_QUEUED_WRITES:
+            raise IndexBusy(f"the index is busy with {queued_writes} other updates; retry in "
+                            f"{RETRY_AFTER_S} seconds")
+        queued_writes += 1  # the event loop runs one request at a time: no race here
+        try:
+            return await anyio.to_thread.run_sync(work, limiter=write_thread)
+        finally:
+            queued_writes -= 1
 
     @app.exception_handler(QAError)
     async def _qa_error(_: Request, exc: QAError) -> JSONResponse:
@@ -144,7 +174,7 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         return {"max_body_size": n} if has_limit else {}
 
     @app.get("/api/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:  # async: never waits for a thread
         return {"status": "ok"}
 
     @app.get("/api/info", tags=["meta"], dependencies=auth)
@@ -170,10 +200,23 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
     def documents() -> list[dict[str, Any]]:
         return retriever.documents()
 
+    @app.get("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth)
+    def document(doc_id: str) -> dict[str, Any]:
+        """One document's whole text (what passage and citation offsets refer to), as the
+        chat's document viewer shows it."""
+        meta = next((d for d in retriever.documents() if d["doc_id"] == doc_id), None)
+        if meta is None:
+            raise HTTPException(404, f"no document {doc_id!r} in the index")
+        return {**meta, "text": retriever.document_text(doc_id)}
+
     @app.post("/api/documents", tags=["documents"], dependencies=auth,
               **body_limit(MAX_UPLOAD_REQUEST_BYTES))
-    def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008
-        """Upload documents (.txt, .md, .html, .pdf; 20 MiB each) into the index."""
+    async def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008
+        """Upload documents (.txt, .md, .html, .pdf; 20 MiB each) into the index. 503 with
+        ``Retry-After`` when too many updates are waiting."""
+        return await in_write_queue(lambda: _add(files))  # type: ignore[no-any-return]
+
+    def _add(files: list[Any]) -> dict[str, Any]:
         staging = Path(tempfile.mkdtemp(prefix="qa-upload-"))
         try:
             saved = []
@@ -192,10 +235,19 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         return _report(report)
 
     @app.delete("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth)
-    def remove_document(doc_id: str) -> dict[str, Any]:
+    async def remove_document(doc_id: str) -> dict[str, Any]:
+        """Remove a document from the index. 503 with ``Retry-After`` when too many updates are
+        waiting."""
         if doc_id not in {d["doc_id"] for d in retriever.documents()}:
             raise HTTPException(404, f"no document {doc_id!r} in the index")
-        return _report(retriever.remove([doc_id]))
+        return await in_write_queue(lambda: _remove(doc_id))  # type: ignore[no-any-return]
+
+    def _remove(doc_id: str) -> dict[str, Any]:
+        source = retriever.snapshot().documents.get(doc_id, {}).get("source", "")
+        report = retriever.remove([doc_id])
+        if doc_id in report.removed:
+            discard_upload(source, upload_dir_for(retriever))
+        return _report(report)
 
     return app
 

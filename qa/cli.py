@@ -1,4 +1,4 @@
-"""The ``qa`` command line: index, ask, eval, serve.
+"""The ``qa`` command line: index, ask, eval, serve, mcp.
 
 Errors a user can fix print as one line (``qa: error: ...``) with exit status 2, no traceback.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,9 +39,38 @@ def _progress(desc: str, unit: str = "text") -> Iterator[Callable[[int, int], No
             bar.close()
 
 
-def _open(index: str | None, progress: Callable[[int, int], None] | None = None) -> Any:
+# Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts sequences that retitle
+# the window or clear the screen), DEL, bidi overrides, and line or paragraph separators.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                              "\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` safe to print on a terminal: what a terminal would act on (escape sequences from a
+    document's text, a newline in a file name) is shown as an escape like ``\\x1b``; newlines
+    are kept when ``newlines``."""
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        if ch == "\n" and newlines:
+            return ch
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return _TERMINAL_UNSAFE.sub(escape, text)
+
+
+def _json_line(obj: Any) -> str:
+    """One JSON line with the characters above written as ``\\u`` escapes: the same JSON value,
+    and safe on a terminal (``json.dumps`` escapes only C0 controls)."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                json.dumps(obj, ensure_ascii=False))
+
+
+def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
+          args: argparse.Namespace | None = None) -> Any:
     from .retriever import Retriever, open_default
 
+    if args is not None and args.milvus:
+        return Retriever.load(milvus=args.milvus, collection=args.collection)
     if index:
         return Retriever.load(index)
     if progress is None:
@@ -53,14 +83,21 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .retriever import Retriever, default_index_dir
 
     index = args.index or str(default_index_dir())
+    if args.shard and not args.milvus:
+        raise QAError("--shard needs --milvus URI (workers share one Milvus collection)")
+    if args.milvus:
+        index = f"Milvus {args.milvus} collection {args.collection}"
     with _progress("embedding") as bar:
         r = Retriever.build(args.paths, index, embedder=args.embedder,
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
-                            passage_vectors=args.passage_vectors)
+                            passage_vectors=args.passage_vectors, milvus=args.milvus,
+                            collection=args.collection, shard=args.shard)
+    if args.optimize:
+        r.optimize()
     report = r.last_report
     assert report is not None  # build() always records one
     for s in report.skipped:
-        print(f"qa: {s}", file=sys.stderr)
+        print(f"qa: {printable(str(s))}", file=sys.stderr)
     info = r.info()
     print(f"{index}: {report.summary()}; {info['documents']} documents, {info['passages']} "
           f"passages, model {info['embedder']}")
@@ -71,27 +108,27 @@ def _print_answer(answer: Any) -> None:
     if answer.abstained:
         print("Not found in the documents. The closest passages, possibly related:\n")
     else:
-        print(answer.text + "\n")
+        print(printable(answer.text, newlines=True) + "\n")
     for p in answer.passages:
-        print(f"[{p.rank}] {p.doc_id} ({p.title}), characters {p.start}-{p.end}, "
-              f"score {p.score:.3f}")
+        print(f"[{p.rank}] {printable(p.doc_id)} ({printable(p.title)}), characters "
+              f"{p.start}-{p.end}, score {p.score:.3f}")
         text = " ".join(p.text.split())
-        print("    " + (text if len(text) <= 400 else text[:400] + "..."))
+        print("    " + printable(text if len(text) <= 400 else text[:400] + "..."))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     with _progress("embedding") as bar:
-        r = _open(args.index, bar)
+        r = _open(args.index, bar, args)
     answer = r.ask(args.question, args.k)
     if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        print(_json_line(answer.to_json()))
     else:
         _print_answer(answer)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import eval as ev
+    from . import evaluation as ev
 
     if args.compare:
         diff = ev.compare(*args.compare)
@@ -103,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise QAError("give a question set (JSONL or CSV), or --compare A B")
     questions = ev.load_questions(args.questions)
     with _progress("embedding") as bar:
-        r = _open(args.index, bar)
+        r = _open(args.index, bar, args)
     with _progress("questions", unit="q") as bar:
         result = ev.run(r, questions, k=args.k, progress=bar)
     from .evaluation.report import format_summary
@@ -115,21 +152,56 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from .feedback import export_questions, feedback_path
+    from .retriever import default_index_dir
+
+    index = args.index or str(default_index_dir())
+    written, left_out = export_questions(index, args.file)
+    more = f"; {left_out} left out (thumbs down without a pick, or repeated)" if left_out else ""
+    print(f"wrote {written} questions from {feedback_path(index)} to {args.file}{more}; "
+          f"run them with: qa eval {args.file} --index {index}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .index import IndexDir
     from .retriever import default_index_dir
 
+    if args.milvus:
+        from .index.milvus import MilvusIndex
+
+        milvus = MilvusIndex(args.milvus, args.collection)
+        milvus.settings()  # IndexNotFound / IndexDamaged first, with their messages
+        counts = milvus.verify()
+        print(f"{milvus.where} is intact: {counts['documents']} documents, "
+              f"{counts['passages']} passages, {counts['sentences']} sentences, each document "
+              "stored once, whole, in its live version")
+        return 0
     index = IndexDir(args.index or default_index_dir())
     version, manifest = index.verify(full=True)
-    print(f"{index.path}: {version} is intact ({len(manifest['files'])} files checked, "
-          f"{manifest['counts']['documents']} documents, {manifest['counts']['chunks']} passages)")
+    segments = len(manifest.get("segments", [])) or 1
+    print(f"{index.path}: {version} is intact ({segments} segment{'s' * (segments > 1)} "
+          f"checked, {manifest['counts']['documents']} documents, "
+          f"{manifest['counts']['chunks']} passages)")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ui.server import serve
 
-    serve(index=args.index, host=args.host, port=args.port, api_only=args.api_only)
+    serve(index=args.index, host=args.host, port=args.port, api_only=args.api_only,
+          milvus=args.milvus, collection=args.collection)
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from .mcp_server import serve as serve_mcp
+    except ImportError as exc:
+        raise QAError(str(exc)) from exc
+    # stdout carries the protocol: nothing else may be printed there.
+    serve_mcp(_open(args.index, args=args))
     return 0
 
 
@@ -152,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average each passage's sentence vectors (default: every token embedded "
                         "once) or embed passages whole too (twice the indexing time)")
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
+    p.add_argument("--shard", metavar="I/N", help="with --milvus: index only the I-th of N "
+                   "disjoint parts of the files (one worker each, any machines)")
+    p.add_argument("--optimize", action="store_true",
+                   help="then merge the index's segments into one (faster answers after many "
+                        "updates)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer a question with citations")
@@ -169,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --out folders")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("feedback", help="turn the chat's feedback into a question set")
+    fsub = p.add_subparsers(dest="feedback_command", required=True)
+    p = fsub.add_parser("export", help="write the feedback as a question set that qa eval runs")
+    p.add_argument("file", help="the question set to write (JSONL)")
+    p.add_argument("--index", help=index_help)
+    p.set_defaults(func=cmd_feedback)
+
     p = sub.add_parser("verify", help="check every index file against its checksum")
     p.add_argument("--index", help=index_help)
     p.set_defaults(func=cmd_verify)
@@ -179,7 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--api-only", action="store_true", help="serve the HTTP API without the UI")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve search and ask as MCP tools over stdio")
+    p.add_argument("--index", help=index_help)
+    p.set_defaults(func=cmd_mcp)
+    for command in sub.choices.values():
+        _add_milvus_options(command)
     return parser
+
+
+def _add_milvus_options(p: argparse.ArgumentParser) -> None:
+    """``--milvus URI`` / ``--collection NAME`` on every command (see qa.index.milvus)."""
+    p.add_argument("--milvus", metavar="URI", default=os.environ.get("QA_MILVUS_URI") or None,
+                   help="keep the index in Milvus: a .db file (Milvus Lite) or "
+                        "http://HOST:19530 (default: $QA_MILVUS_URI; without it, --index)")
+    p.add_argument("--collection", default="qa", metavar="NAME",
+                   help="Milvus collection name prefix (default qa)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except QAError as exc:
-        print(f"qa: error: {exc}", file=sys.stderr)
+        print(f"qa: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)

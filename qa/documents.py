@@ -14,9 +14,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Text per document, counted as it is extracted: a 17 KB PDF held 100 million characters (100 pages
+# sharing one compressed stream), which no file-size limit sees. A million characters (a 500-page
+# book) take minutes to embed on a laptop's CPU; ``QA_MAX_DOCUMENT_CHARS`` sets another limit.
+MAX_DOCUMENT_CHARS = 1_000_000
+# Decoded page content (text and drawing operators) a PDF may hand the text extractor: bounds its
+# work on pages that hold little text.
+MAX_PDF_CONTENT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -153,13 +161,57 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _pdf_text(path: Path) -> str:
+def max_document_chars() -> int:
+    """The text limit per document: ``$QA_MAX_DOCUMENT_CHARS``, else :data:`MAX_DOCUMENT_CHARS`."""
+    value = os.environ.get("QA_MAX_DOCUMENT_CHARS", "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else MAX_DOCUMENT_CHARS
+
+
+def _too_much_text(chars: int | str, limit: int) -> UnreadableFile:
+    return UnreadableFile(f"too much text ({chars} characters; limit {limit:,}, "
+                          "set QA_MAX_DOCUMENT_CHARS to change it)")
+
+
+def _content_bytes(page: Any) -> int:
+    """Size of a PDF page's decoded content streams."""
+    contents = page.get("/Contents")
+    if contents is None:
+        return 0
+    contents = contents.get_object()
+    streams = contents if isinstance(contents, list) else [contents]
+    return sum(len(s.get_object().get_data()) for s in streams)
+
+
+class _TextBudgetSpent(Exception):
+    """Raised from pypdf's text visitor to stop extracting as soon as the budget is spent."""
+
+
+def _pdf_text(path: Path, limit: int) -> str:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    chars = 0
+    content = 0
+
+    def count(text: str, *_: Any) -> None:
+        nonlocal chars
+        chars += len(text)
+        if chars > limit:
+            raise _TextBudgetSpent
+
     try:
         reader = PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = []
+        for page in reader.pages:
+            content += _content_bytes(page)
+            if content > MAX_PDF_CONTENT_BYTES:
+                raise UnreadableFile(f"too much page content (more than "
+                                     f"{MAX_PDF_CONTENT_BYTES // 2**20} MiB decoded)")
+            pages.append(page.extract_text(visitor_text=count) or "")
+    except UnreadableFile:
+        raise
+    except _TextBudgetSpent:
+        raise _too_much_text(f"more than {limit:,}", limit) from None
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise UnreadableFile(f"damaged PDF ({_one_line(exc)})") from exc
     except Exception as exc:  # pypdf on a damaged file can raise nearly anything
@@ -182,6 +234,7 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
             + ", ".join(SUPPORTED_SUFFIXES)
         )
     limit = MAX_FILE_BYTES // 2**20
+    max_chars = max_document_chars()
     try:
         st = p.stat()
         # A FIFO or device named like a document would block or never end: regular files only.
@@ -191,7 +244,7 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
             raise UnreadableFile(f"too large ({-(-st.st_size * 10 // 2**20) / 10} MiB; "
                                  f"limit {limit} MiB)")
         if suffix == ".pdf":
-            text, title = _pdf_text(p), None
+            text, title = _pdf_text(p, max_chars), None
         else:
             with open(p, "rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)  # it may have grown since stat()
@@ -205,23 +258,36 @@ def read_document(path: str | os.PathLike[str], doc_id: str | None = None) -> Do
                 title = _markdown_title(text) if suffix in (".md", ".markdown") else None
     except OSError as exc:
         raise UnreadableFile(exc.strerror or str(exc)) from exc
+    if len(text) > max_chars:
+        raise _too_much_text(f"{len(text):,}", max_chars)
     if not text.strip():
         raise UnreadableFile("contains no text")
     return Document(doc_id=doc_id or p.name, title=title or p.name, text=text, path=str(p))
 
 
-def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def iter_files(
+    paths: Iterable[str | os.PathLike[str]], skipped: list[SkippedFile] | None = None
+) -> Iterator[tuple[Path, str]]:
     """Yield ``(file, doc_id)`` for files and, recursively, folders; ids are relative paths.
 
-    Hidden files and folders are skipped, symlink loops are not followed twice.
+    Hidden files and folders are skipped, symlink loops are not followed twice, and links that
+    lead out of a folder given are not followed (listed in ``skipped`` when given): indexing
+    ``docs/`` must not serve ``docs/passwd.txt -> /etc/passwd``.
     """
     for given in paths:
         root = Path(given)
         if root.is_dir():
+            top = os.path.realpath(root)
             seen: set[str] = set()
             for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
                 real = os.path.realpath(dirpath)
-                if real in seen:
+                if real in seen or not _inside(real, top):
+                    if not _inside(real, top) and skipped is not None:
+                        skipped.append(SkippedFile(dirpath, _LEAVES_FOLDER))
                     dirnames[:] = []
                     continue
                 seen.add(real)
@@ -230,9 +296,17 @@ def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, 
                     if name.startswith(".") or not name.lower().endswith(SUPPORTED_SUFFIXES):
                         continue
                     f = Path(dirpath) / name
+                    # Dangling links and loops fall through and are named when read.
+                    if f.exists() and not _inside(os.path.realpath(f), top):
+                        if skipped is not None:
+                            skipped.append(SkippedFile(str(f), _LEAVES_FOLDER))
+                        continue
                     yield f, f.relative_to(root).as_posix()
         else:
             yield root, root.name
+
+
+_LEAVES_FOLDER = "a link to outside the folder being indexed (not followed)"
 
 
 def load_documents(
@@ -241,7 +315,7 @@ def load_documents(
     """Read every supported file under ``paths``; return documents and skipped files."""
     docs: list[Document] = []
     skipped: list[SkippedFile] = []
-    for f, doc_id in iter_files(paths):
+    for f, doc_id in iter_files(paths, skipped):
         if not f.exists() and not f.is_symlink():
             skipped.append(SkippedFile(str(f), "no such file or folder"))
             continue

@@ -18,11 +18,15 @@ Importing :mod:`qa` does not import this module or LangChain; this module needs
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 try:
-    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+    )
     from langchain_core.documents import Document
     from langchain_core.retrievers import BaseRetriever
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
@@ -35,7 +39,7 @@ from pydantic import ConfigDict, Field
 
 from .answer import Passage
 from .embedders import Embedder
-from .retriever import DEFAULT_K, MAX_K, Retriever
+from .retriever import DEFAULT_K, MAX_K, Retriever, check_k
 
 __all__ = ["QARetriever", "passage_to_document"]
 
@@ -90,10 +94,22 @@ class QARetriever(BaseRetriever):
         return cls(retriever=Retriever.load(index_dir, embedder=embedder), k=k, **kwargs)
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         """The ``k`` passages that best answer ``query`` as ``Document``s, best first.
 
-        An empty or over-long query raises :class:`qa.BadRequest`.
+        ``k`` given per call (``retriever.invoke(query, k=1)``) overrides the retriever's own.
+        An empty or over-long query, or a ``k`` outside 1..50, raises :class:`qa.BadRequest`.
         """
-        return [passage_to_document(p) for p in self.retriever.search(query, self.k)]
+        n = self.k if k is None else check_k(k)
+        return [passage_to_document(p) for p in self.retriever.search(query, n)]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+    ) -> list[Document]:
+        """As :meth:`_get_relevant_documents`, on a worker thread: the search embeds the query
+        and reads the index, which would block the event loop."""
+        n = self.k if k is None else check_k(k)
+        passages = await asyncio.to_thread(self.retriever.search, query, n)
+        return [passage_to_document(p) for p in passages]

@@ -12,7 +12,8 @@ import json
 import os
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from .answer import NOT_FOUND, Answer, Passage, ScoredSentence, answer_text, com
 from .chunking import Chunker
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexNotFound
-from .index.storage import IndexDir, Snapshot
-from .index.update import Progress, UpdateReport, apply_update
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
+from .index import IndexDir, Snapshot
+from .index.document_text import document_text
+from .index.update import Progress, UpdateReport, apply_update, rewrite
 
 PASSAGE_WEIGHT = 0.3
 MAX_QUESTION_CHARS = 2000
@@ -39,6 +41,9 @@ _PASSAGE_CANDIDATES = 32
 # numbers of the top 20.
 _ANSWER_PASSAGES = 5
 _FEATURE_PASSAGES = 20
+# How long an update waits for the one before it (in this process or another) before giving up
+# with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
+WRITE_WAIT_S = 30.0
 
 
 # An embedder without a fitted model never abstains: its score scale is unknown.
@@ -108,6 +113,8 @@ class Retriever:
         self._chunker = chunker
         self._passage_vectors = passage_vectors
         self._snapshot: Snapshot | None = None
+        # CURRENT as it was when _snapshot was read: another process's update changes it.
+        self._live_token: tuple[int, int, int] | None = None
         self.last_report: UpdateReport | None = None
         """What the last :meth:`build` did (added, updated, removed, skipped files)."""
         self._write_lock = threading.Lock()
@@ -121,13 +128,16 @@ class Retriever:
     def build(
         cls,
         paths: Iterable[str | os.PathLike[str]],
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         *,
         embedder: Embedder | str | None = None,
         chunk_size: int | None = None,
         passage_vectors: str = "mean",
         rebuild: bool = False,
         progress: Progress | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
+        shard: str | tuple[int, int] | None = None,
     ) -> Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
@@ -137,7 +147,17 @@ class Retriever:
         ``passage_vectors`` (``"mean"``: each passage's vector is the mean of its sentences', so
         every token is embedded once; ``"embed"``: passages embedded whole too) applies to a new
         index.
+        ``milvus=URI`` keeps the index in Milvus instead (collection ``collection``; ``shard="I/N"``
+        indexes only the I-th of N parts), see :mod:`qa.index.milvus_retriever`.
         """
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.build_milvus(
+                paths, milvus, collection, embedder=embedder, chunk_size=chunk_size,
+                passage_vectors=passage_vectors, rebuild=rebuild, progress=progress, shard=shard)
+        if index_dir is None or shard is not None:
+            raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
         chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
@@ -145,9 +165,18 @@ class Retriever:
 
     @classmethod
     def load(
-        cls, index_dir: str | os.PathLike[str], *, embedder: Embedder | str | None = None
+        cls, index_dir: str | os.PathLike[str] | None = None, *,
+        embedder: Embedder | str | None = None, milvus: str | None = None,
+        collection: str = "qa",
     ) -> Retriever:
-        """Open an existing index. The embedder it was built with is loaded on first query."""
+        """Open an existing index (in ``index_dir``, or in Milvus at ``milvus=URI``). The
+        embedder it was built with is loaded on first query."""
+        if milvus:
+            from .index.milvus_retriever import MilvusRetriever
+
+            return MilvusRetriever.load_milvus(milvus, collection, embedder=embedder)
+        if index_dir is None:
+            raise BadRequest("give an index directory (or milvus=URI)")
         r = cls(index_dir, embedder=embedder)
         r.snapshot()  # fail now, with a clear message, if missing or damaged
         return r
@@ -155,14 +184,16 @@ class Retriever:
     # -- state ----------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The live index version (loaded on first use)."""
+        """The live index version (loaded on first use, and again when another process made a
+        newer one live: a server never answers from a replaced or deleted version)."""
         snap = self._snapshot
-        if snap is None:
+        if snap is None or self.index.live_token() != self._live_token:
             with self._load_lock:
-                if self._snapshot is None:
+                token = self.index.live_token()
+                if self._snapshot is None or token != self._live_token:
                     snap = self.index.read()
                     self._check_embedder_name(snap.embedder)
-                    self._snapshot = snap
+                    self._snapshot, self._live_token = snap, token
                 snap = self._snapshot
         return snap
 
@@ -197,8 +228,9 @@ class Retriever:
             "embedder": snap.embedder,
             "dim": snap.manifest["dim"],
             "documents": snap.document_count,
-            "passages": len(snap.chunks),
-            "sentences": len(snap.sentence_vectors),
+            "passages": snap.passage_count,
+            "sentences": snap.sentence_count,
+            "segments": len(snap.views),
             "chunking": snap.manifest["chunking"],
         }
 
@@ -208,6 +240,11 @@ class Retriever:
             {"doc_id": d, "title": m["title"], "chars": m["chars"], "passages": m["chunks"]}
             for d, m in self.snapshot().documents.items()
         ]
+
+    def document_text(self, doc_id: str) -> str:
+        """The text of an indexed document, as its passages' and citations' offsets refer to it
+        (see :func:`qa.index.document_text.document_text`); BadRequest for an unknown id."""
+        return document_text(self.snapshot(), doc_id)
 
     # -- updates --------------------------------------------------------------------------
 
@@ -222,9 +259,20 @@ class Retriever:
             "embedder": embedder.name,
             "dim": embedder.dim,
             "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors},
-            "documents": {},
         }
-        return Snapshot.empty(manifest, embedder.dim)
+        return Snapshot.empty(manifest)
+
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        # A bounded wait: a writer blocked for ever held its thread for ever, and enough of them
+        # used up a server's threads, queries included (#17.3).
+        if not self._write_lock.acquire(timeout=WRITE_WAIT_S):
+            raise IndexBusy(f"index {self.index.path} is busy with another update; try again "
+                            "when it has finished")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     def _update(
         self,
@@ -236,13 +284,14 @@ class Retriever:
         progress: Progress | None = None,
         report: UpdateReport | None = None,
     ) -> UpdateReport:
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
             chunker = Chunker(
                 chunk_size=chunking["chunk_size"], chunk_overlap=chunking["chunk_overlap"]
             )
-            new, rep = apply_update(
+            rep = apply_update(
+                self.index,
                 old,
                 upsert=upsert,
                 remove=remove,
@@ -251,15 +300,19 @@ class Retriever:
                 chunker=chunker,
                 passage_vectors=chunking.get("passage_vectors", "embed"),
                 progress=progress,
+                force=rebuild or not self.index.exists(),
             )
             if report is not None:
                 rep.skipped = report.skipped
-            if rep.changed or rebuild or not self.index.exists():
-                self.index.write(new)
-                self._snapshot = new
-            else:
-                self._snapshot = old
+            self._snapshot = None  # read again, from what was written
             return rep
+
+    def optimize(self) -> None:
+        """Merge the index's segments into one, dropping deleted passages (``qa index
+        --optimize``): answering then searches one structure, rebuilt for the whole index."""
+        with self._write_lock, self.index.lock(wait=30.0):
+            rewrite(self.index, self.index.read())
+            self._snapshot = None
 
     def add(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: Progress | None = None
@@ -295,14 +348,22 @@ class Retriever:
         if not docs and (rebuild or not self.index.exists()):
             raise EmptyCorpus(_empty_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
-        root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
-        sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
+        # Sources are where the files were found (links not resolved): a link deleted from the
+        # folder, or a file gone from a moved one, is then recognised as gone. Indexes written
+        # before recorded resolved paths, hence both forms of each root.
+        root_dirs = {s for p in roots if p.is_dir() for s in (os.path.abspath(p),
+                                                               str(p.resolve()))}
+        sources = {d.doc_id: os.path.abspath(d.path) for d in docs}
         gone: list[str] = []
         if self.index.exists() and not rebuild:
             for doc_id, meta in self.snapshot().documents.items():
                 src = meta.get("source", "")
                 under_root = any(src.startswith(root + os.sep) for root in root_dirs)
-                if under_root and doc_id not in present:
+                # A file indexed from a folder that is gone from where it was found (the folder
+                # moved, the file deleted) is stale wherever it came from.
+                vanished = (src.endswith(os.sep + doc_id) and os.path.isabs(src)
+                            and not os.path.lexists(src))
+                if doc_id not in present and (under_root or vanished):
                     gone.append(doc_id)
         return self._update(
             upsert=docs,
@@ -319,7 +380,7 @@ class Retriever:
         self, question: str, k: int
     ) -> tuple[Snapshot, list[tuple[int, float]], dict[int, np.ndarray]]:
         snap = self.snapshot()
-        if not snap.chunks:
+        if not snap.passage_count:
             return snap, [], {}
         q = self.embedder.embed_queries([question])
         if q.shape[1] != snap.manifest["dim"]:
@@ -327,18 +388,12 @@ class Retriever:
                 f"embedder gives {q.shape[1]}-dimensional vectors, index holds "
                 f"{snap.manifest['dim']}"
             )
-        sentence_store = snap.store("sentences")
-        # Without a sentence store (large indexes) more passages are re-scored instead.
-        depth = _PASSAGE_CANDIDATES * (1 if sentence_store is not None else 3) + k
-        _, chunk_ids = snap.store("chunks").search(q, depth)  # type: ignore[union-attr]
-        rows = set(chunk_ids[0][chunk_ids[0] >= 0].tolist())
-        if sentence_store is not None:
-            _, sent_ids = sentence_store.search(q, _SENTENCE_CANDIDATES + k)
-            rows.update(snap.sentence_chunks[sent_ids[0][sent_ids[0] >= 0]].tolist())
+        # Without a sentence store (large segments) more passages are re-scored instead.
+        rows_in_order = snap.candidate_rows(q, passages=_PASSAGE_CANDIDATES + k,
+                                            sentences=_SENTENCE_CANDIDATES + k)
         qv = q[0]
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
-        rows_in_order = sorted(rows)
         passage_sims = snap.passage_vectors(rows_in_order) @ qv
         for row, passage_sim in zip(rows_in_order, passage_sims.tolist()):
             sims = snap.sentence_vectors_of(row) @ qv

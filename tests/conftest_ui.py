@@ -7,10 +7,12 @@ free loopback port. Tests that upload documents change that copy, never the shar
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,3 +91,65 @@ def ui_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 def doc_count(srv: UIServer) -> int:
     return int(srv.retriever.info()["documents"])
+
+
+# -- the browser (headless Chromium from Debian, driven by Playwright) ---------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+EVIL = "<script>window.__pwned=1</script><b>bold</b>"
+TIMEOUT = 90_000  # ms; the first answer may wait for the model to load
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("QA_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and QA_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, ui_server: UIServer):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(ui_server.url)
+    pg.wait_for_selector("#qa-question textarea")
+    pg.wait_for_selector("#qa-chat .qa-conv")
+    pg.qa_errors = errors  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+
+
+def shot(pg, name: str, *, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def ask(pg, question: str, turn: int) -> None:
+    pg.fill("#qa-question textarea", question)
+    pg.press("#qa-question textarea", "Enter")
+    pg.wait_for_selector(f"#turn-{turn} .qa-a:not(.qa-a-pending)")
+    pg.wait_for_timeout(400)  # let the smooth scroll settle before screenshots
+
+
+def upload(pg, *files: Path) -> str:
+    status = pg.locator("#qa-upload-status .qa-status")
+    before = status.inner_text()
+    pg.set_input_files("#qa-upload input[type=file]", [str(f) for f in files])
+    pg.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel);"
+        " return e && !e.classList.contains('qa-status-idle') && e.innerText !== old; }",
+        arg=["#qa-upload-status .qa-status", before],
+    )
+    return status.inner_text()

@@ -388,7 +388,11 @@ def test_bad_files_are_skipped_by_name(tmp_path: Path) -> None:
     assert "binary" in reasons["binary.txt"]
     assert "PDF" in reasons["broken.pdf"]
     assert reasons["huge.txt"] == "too large (50.1 MiB; limit 50 MiB)"
-    assert reasons["pipe.txt"] == "not a regular file" == reasons["zero.txt"]
+    assert reasons["pipe.txt"] == "not a regular file"
+    # /dev/zero is outside the folder: not followed (#17.5); given by name, not a regular file
+    assert "outside the folder" in reasons["zero.txt"]
+    with pytest.raises(UnreadableFile, match="not a regular file"):
+        read_document(d / "zero.txt")
     for loop in ("self.txt", "a.md", "b.md"):
         assert "symbolic links" in reasons[loop] or "loop" in reasons[loop].lower(), reasons
     assert "no such file" in reasons["dangling.txt"].lower()
@@ -398,6 +402,99 @@ def test_bad_files_are_skipped_by_name(tmp_path: Path) -> None:
     r = Retriever.build([d], tmp_path / "idx", embedder=TrigramEmbedder())
     assert [x["doc_id"] for x in r.documents()] == ["good.txt"]
     assert len(r.last_report.skipped) == len(reasons) - 2
+
+
+def pdf_bomb(pages: int, chars_per_page: int) -> bytes:
+    """A small PDF whose pages all show one compressed stream of ``chars_per_page`` characters:
+    about 17 KB for 100 pages of a million characters each."""
+    import zlib
+
+    words = b"Lorem ipsum dolor sit amet. " * (chars_per_page // 28)
+    stream = zlib.compress(b"BT /F1 12 Tf 72 720 Td (" + words + b") Tj ET", 9)
+    kids = " ".join(f"{5 + i} 0 R" for i in range(pages)).encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream
+        + b"\nendstream",
+    ] + [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+         b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, obj in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_pdf_that_expands_to_100_million_characters_is_refused_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#17.4: 17 KB on disk, 100 pages of a million characters: it passed the size limits and was
+    extracted whole. Now refused, and extraction stops at the limit (2 of 100 pages read)."""
+    from pypdf import PageObject
+
+    bomb = tmp_path / "bomb.pdf"
+    bomb.write_bytes(pdf_bomb(100, 1_000_000))
+    assert bomb.stat().st_size < 20_000
+    extracted = []
+    real = PageObject.extract_text
+
+    def counted(self: Any, *args: Any, **kw: Any) -> str:  # counts, then does the real work
+        extracted.append(1)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(PageObject, "extract_text", counted)
+    with pytest.raises(UnreadableFile) as err:
+        read_document(bomb)
+    assert str(err.value).startswith("too much text (more than 1,000,000 characters; limit")
+    assert "QA_MAX_DOCUMENT_CHARS" in str(err.value) and one_line(str(err.value))
+    assert len(extracted) <= 2
+    # a PDF of the same kind under the limit is read whole
+    (tmp_path / "ok.pdf").write_bytes(pdf_bomb(3, 2_000))
+    assert len(read_document(tmp_path / "ok.pdf").text) > 5_000
+
+
+def test_the_text_limit_not_the_file_size_decides(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """#17.4: a 2 MB one-line text file was still being indexed after 7 minutes."""
+    line = tmp_path / "line.txt"
+    line.write_text("word " * 400_000)  # 2,000,000 characters on one line, 2 MB
+    with pytest.raises(UnreadableFile, match=r"too much text \(2,000,000 characters; limit "
+                                             r"1,000,000"):
+        read_document(line)
+    monkeypatch.setenv("QA_MAX_DOCUMENT_CHARS", "100")
+    small = tmp_path / "small.md"
+    small.write_text("x" * 101)
+    with pytest.raises(UnreadableFile, match="too much text"):
+        read_document(small)
+    small.write_text("x" * 100)
+    assert read_document(small).text == "x" * 100
+
+
+def test_http_upload_refuses_the_pdf_bomb_in_one_line(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from qa.api import create_app
+
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "good.txt").write_text("Owls hunt at night.")
+    r = Retriever.build([d], tmp_path / "idx", embedder=TrigramEmbedder())
+    c = TestClient(create_app(r))
+    resp = c.post("/api/documents",
+                  files=[("files", ("bomb.pdf", pdf_bomb(100, 1_000_000), "application/pdf"))])
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["added"] == [] and body["skipped"][0]["file"] == "bomb.pdf"
+    assert body["skipped"][0]["reason"].startswith("too much text")
+    assert [x["doc_id"] for x in r.documents()] == ["good.txt"]
 
 
 def test_huge_file_given_directly(tmp_path: Path) -> None:
@@ -619,8 +716,13 @@ def _live(idx: Path) -> Path:
     return idx / (idx / "CURRENT").read_text().strip()
 
 
+def _segment(idx: Path) -> Path:
+    [entry] = json.loads((_live(idx) / "manifest.json").read_text())["segments"]
+    return idx / "segments" / entry["name"]
+
+
 def _flip_npy_byte(idx: Path) -> None:
-    f = _live(idx) / "chunk_vectors.npy"
+    f = _segment(idx) / "chunk_vectors.npy"
     data = bytearray(f.read_bytes())
     data[len(data) - 7] ^= 0x10  # in the float data, size unchanged
     f.write_bytes(bytes(data))
@@ -633,27 +735,39 @@ def _edit_manifest(idx: Path, change) -> None:
     f.write_text(json.dumps(m))
 
 
+def _edit_segment(idx: Path, change) -> None:
+    f = _segment(idx) / "segment.json"
+    m = json.loads(f.read_text())
+    change(m)
+    f.write_text(json.dumps(m))
+
+
 def _set_current(value: str):
     return lambda idx: (idx / "CURRENT").write_text(value)
 
 
 DAMAGE = {
     "flipped byte in a .npy": _flip_npy_byte,
-    "checksum edited": lambda idx: _edit_manifest(
+    "checksum edited": lambda idx: _edit_segment(
         idx, lambda m: m["files"]["chunks.jsonl"].update(sha256="0" * 64)),
-    "checksum entry removed": lambda idx: _edit_manifest(
+    "checksum entry removed": lambda idx: _edit_segment(
         idx, lambda m: m["files"].pop("chunk_vectors.npy")),
-    "checksum list removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("files")),
-    "checksum list emptied": lambda idx: _edit_manifest(idx, lambda m: m.update(files={})),
-    "checksum entry malformed": lambda idx: _edit_manifest(
+    "checksum list removed": lambda idx: _edit_segment(idx, lambda m: m.pop("files")),
+    "checksum list emptied": lambda idx: _edit_segment(idx, lambda m: m.update(files={})),
+    "checksum entry malformed": lambda idx: _edit_segment(
         idx, lambda m: m["files"].update({"chunks.jsonl": "abc"})),
-    "checksum names a path outside": lambda idx: _edit_manifest(
+    "checksum names a path outside": lambda idx: _edit_segment(
         idx, lambda m: m["files"].update({"../../../etc/hostname": {"size": 1,
                                                                     "sha256": "0" * 64}})),
+    "segment checksum edited in the version": lambda idx: _edit_manifest(
+        idx, lambda m: m["segments"][0].update(sha256="0" * 64)),
+    "segment list removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("segments")),
+    "segment named outside": lambda idx: _edit_manifest(
+        idx, lambda m: m["segments"][0].update(name="../../etc")),
     "dim removed": lambda idx: _edit_manifest(idx, lambda m: m.pop("dim")),
     "documents not a mapping": lambda idx: _edit_manifest(idx, lambda m: m.update(documents=[])),
-    "document list edited": lambda idx: (_live(idx) / "documents.json").write_text("[]"),
-    "document list removed": lambda idx: (_live(idx) / "documents.json").unlink(),
+    "document list edited": lambda idx: (_segment(idx) / "documents.json").write_text("[]"),
+    "document list removed": lambda idx: (_segment(idx) / "documents.json").unlink(),
     "manifest is a list": lambda idx: (_live(idx) / "manifest.json").write_text("[1, 2]"),
     "manifest not UTF-8": lambda idx: (_live(idx) / "manifest.json").write_bytes(b"\xff\xfe{"),
     "CURRENT ../x": _set_current("../x\n"),
@@ -664,6 +778,7 @@ DAMAGE = {
     "CURRENT is a folder": lambda idx: ((idx / "CURRENT").unlink(),
                                         (idx / "CURRENT").mkdir()),
     "version folder removed": lambda idx: __import__("shutil").rmtree(_live(idx)),
+    "segment folder removed": lambda idx: __import__("shutil").rmtree(_segment(idx)),
 }
 
 

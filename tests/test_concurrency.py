@@ -374,3 +374,96 @@ def test_a_retriever_opened_without_load_can_add(
     t.join(timeout=3)
     assert not t.is_alive(), "Retriever(index).add() deadlocked"
     assert outcome[0].added == ["new.txt"]
+
+
+# -- #17.3: readers never wait on writers; writers queue with a bound --------------------------
+
+class GatedEmbedder(TrigramEmbedder):
+    """Passages (what an update embeds) wait for ``gate``: an update that takes as long as the test
+    wants. Questions are embedded at once. Injects slowness into the embedder, not the locking
+    under test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+
+    def embed_passages(self, texts: Any) -> Any:
+        self.writing.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super().embed_passages(texts)
+
+
+def _status(url: str, data: bytes | None = None, method: str | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, Any, Any]:
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, json.loads(err.read())
+
+
+def _upload_status(url: str, name: str, data: bytes) -> tuple[int, Any, Any]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\ncontent-disposition: form-data; name=\"files\"; "
+            f"filename=\"{name}\"\r\ncontent-type: text/plain\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return _status(f"{url}/api/documents", body, "POST",
+                   {"content-type": f"multipart/form-data; boundary={boundary}"}, timeout=60)
+
+
+def test_a_slow_upload_and_45_more_leave_queries_answering(index: Path) -> None:
+    """One upload held inside its update while 45 more arrive: questions and /api/health are
+    answered meanwhile, the uploads beyond the queue get 503 with Retry-After at once, and the
+    queued ones complete when the first is done."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from qa.api import MAX_QUEUED_WRITES, create_app
+
+    embedder = GatedEmbedder()
+    r = Retriever.load(index, embedder=embedder)
+    r._calibration = ALWAYS_ANSWER
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(r), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    pool = ThreadPoolExecutor(max_workers=60)
+    try:
+        first = pool.submit(_upload_status, url, "big.txt",
+                            b"Penguins live in the Antarctic. " * 4000)
+        assert embedder.writing.wait(10), first.result() if first.done() else "not embedding"
+        more = [pool.submit(_upload_status, url, f"tiny{i}.txt", f"Owl number {i}.".encode())
+                for i in range(45)]
+        n_busy = 45 - (MAX_QUEUED_WRITES - 1)  # one is running, held at the gate
+        deadline = time.monotonic() + 15
+        while sum(f.done() for f in more) < n_busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = [f for f in more if f.done()]
+        for f in busy:  # answered at once, while the first upload is still held
+            status, headers, body = f.result()
+            assert status == 503, (status, body)
+            assert int(headers["Retry-After"]) > 0 and "\n" not in body["detail"]
+        assert len(busy) == n_busy, len(busy)
+        for q in QUESTIONS:  # the first upload is still held: nobody waits for it
+            status, _, body = _status(f"{url}/api/ask", json.dumps({"question": q}).encode(),
+                                      "POST", {"content-type": "application/json"})
+            assert status == 200 and body["passages"], body
+            assert _status(f"{url}/api/health")[0] == 200
+        assert not first.done()
+        embedder.gate.set()
+        assert first.result(timeout=30)[0] == 200
+        queued = [f.result(timeout=30) for f in more if f not in busy]
+        assert [s for s, _, _ in queued] == [200] * (MAX_QUEUED_WRITES - 1)
+        docs = {d["doc_id"] for d in r.documents()}
+        assert "big.txt" in docs and len(docs & {f"tiny{i}.txt" for i in range(45)}) == 7
+    finally:
+        embedder.gate.set()
+        pool.shutdown(wait=True)
+        server.should_exit = True
+        thread.join(timeout=10)

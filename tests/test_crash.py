@@ -31,17 +31,20 @@ def test_thirty_random_kills_never_damage_the_index(tmp_path: Path) -> None:
     assert res["updates_started_by_workers"] > 0
 
 
-# A writer that kills itself (SIGKILL) at its N-th step: before each file it writes, each folder
-# fsync, rename, replace and folder removal of IndexDir.write. Run for N = 1, 2, ... until one
-# gets through all of them.
+# A writer that kills itself (SIGKILL) at its N-th step: before each file it writes (through
+# qa.index.files), each folder fsync, rename, replace and folder removal of IndexDir.write. Run
+# for N = 1, 2, ... until one gets through all of them.
 STEP_KILLER = r"""
 import os, signal, sys, shutil
 sys.path.insert(0, os.getcwd())
+import qa.index.files as files
+import qa.index.merge
 import qa.index.storage as st
 from qa import Retriever
 from tests.conftest import TrigramEmbedder
 
-docs, idx, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+docs, idx, n, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+qa.index.merge.MERGE_FACTOR = 2 if mode == "merge" else 10
 count = [0]
 def step():
     count[0] += 1
@@ -55,35 +58,52 @@ def wrap(obj, name):
         return orig(*a, **k)
     setattr(obj, name, wrapped)
 
-for name in ("_write_file", "_save_npy", "_fsync_dir"):
-    wrap(st, name)
+for name in ("write_file", "save_npy", "fsync_dir"):
+    wrap(files, name)
 wrap(st.os, "rename")
 wrap(st.os, "replace")
 wrap(st.shutil, "rmtree")
-Retriever.build([docs], idx, embedder=TrigramEmbedder())
+if mode == "optimize":
+    Retriever.load(idx, embedder=TrigramEmbedder()).optimize()
+else:
+    Retriever.build([docs], idx, embedder=TrigramEmbedder())
 print("steps", count[0])
 """
 
 
-def test_a_kill_at_every_step_of_a_write_leaves_old_or_new(tmp_path: Path) -> None:
+def _segments(idx: Path) -> int:
+    return len(IndexDir(idx).read().views)
+
+
+@pytest.mark.parametrize("mode", ["update", "merge", "optimize"])
+def test_a_kill_at_every_step_of_a_write_leaves_old_or_new(tmp_path: Path, mode: str) -> None:
+    """``update``: two documents change and one is deleted (a new segment and deletion marks);
+    ``merge``: the same update fills a tier of segments, which it merges into its new one;
+    ``optimize``: every segment merged into one, deleted rows dropped."""
     v = crash.versions()
     docs, idx = tmp_path / "docs", tmp_path / "idx"
     docs.mkdir()
-    for name, texts in v.items():
+    for i, (name, texts) in enumerate(v.items()):
         (docs / name).write_text(texts["A"], encoding="utf-8")
+        if mode != "update" and i % 3 == 2:  # several segments, some rows deleted
+            (docs / "doc0.txt").write_text(v["doc0.txt"]["AB"[i % 2]], encoding="utf-8")
+            Retriever.build([docs], idx, embedder=TrigramEmbedder())
+    (docs / "doc0.txt").write_text(v["doc0.txt"]["A"], encoding="utf-8")
     Retriever.build([docs], idx, embedder=TrigramEmbedder())
     old = crash.check_index(idx, v)
+    segments_before = _segments(idx)
     pristine = tmp_path / "pristine"
     shutil.copytree(idx, pristine)
-    # The update: two documents change, one is deleted.
-    (docs / "doc0.txt").write_text(v["doc0.txt"]["B"], encoding="utf-8")
-    (docs / "doc1.txt").write_text(v["doc1.txt"]["B"], encoding="utf-8")
-    (docs / "doc2.txt").unlink()
+    if mode != "optimize":  # the update: two documents change, one is deleted
+        (docs / "doc0.txt").write_text(v["doc0.txt"]["B"], encoding="utf-8")
+        (docs / "doc1.txt").write_text(v["doc1.txt"]["B"], encoding="utf-8")
+        (docs / "doc2.txt").unlink()
     new = crash.disk_state(docs, v)
     seen = set()
-    for n in range(1, 200):
-        proc = subprocess.run([sys.executable, "-c", STEP_KILLER, str(docs), str(idx), str(n)],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    for n in range(1, 300):
+        proc = subprocess.run(
+            [sys.executable, "-c", STEP_KILLER, str(docs), str(idx), str(n), mode],
+            cwd=REPO, capture_output=True, text=True, timeout=120)
         state = crash.check_index(idx, v)
         assert state in (old, new), (n, state)
         seen.add("new" if state == new else "old")
@@ -96,11 +116,17 @@ def test_a_kill_at_every_step_of_a_write_leaves_old_or_new(tmp_path: Path) -> No
     else:
         pytest.fail("the write never completed")
     assert n > 8, n  # there were many steps to interrupt
-    assert seen == {"old", "new"}  # kills before and after the switch to the new version
-    # no garbage is kept beyond the live version and the previous one
+    if mode == "update":
+        assert seen == {"old", "new"}  # kills before and after the switch to the new version
+        assert _segments(idx) == segments_before + 1
+    else:  # the merge took segments away
+        assert _segments(idx) < segments_before + (mode == "merge"), (segments_before, mode)
+    if mode == "optimize":
+        assert _segments(idx) == 1 and not len(IndexDir(idx).read().views[0].deleted_rows)
+    # no garbage is kept beyond the live version, the previous one and their segments
     Retriever.build([docs], idx, embedder=TrigramEmbedder())
     assert not list(idx.glob(".tmp-*"))
-    assert len(list(idx.glob("v[0-9]*"))) <= 2
+    crash.assert_no_garbage(idx)
 
 
 # -- two indexing runs at once --------------------------------------------------------------------

@@ -60,9 +60,15 @@ def test_ask_json_prints_exactly_one_object_and_imports_nothing_heavy(sample_ind
     assert p.returncode == 0, p.stderr
     assert "HEAVY" not in p.stderr
     obj = json.loads(p.stdout)
-    assert list(obj) == ["question", "answer", "abstained", "passages"]
+    assert list(obj) == ["question", "answer", "abstained", "confidence", "mode", "model",
+                         "sentences", "notice", "history_used", "citations", "passages"]
+    assert obj["mode"] == "extractive" and obj["model"] is None and obj["notice"] is None
     assert [x["rank"] for x in obj["passages"]] == [1, 2, 3]
-    assert set(obj["passages"][0]) == {"rank", "doc_id", "title", "start", "end", "text", "score"}
+    assert set(obj["passages"][0]) == {"rank", "doc_id", "title", "start", "end", "text", "score",
+                                       "chunk_id", "highlights", "highlight_texts", "cited"}
+    # every answer sentence is a cited sentence, with the marker of its passage
+    assert [s["markers"] for s in obj["sentences"]] == [[c["marker"]] for c in obj["citations"]]
+    assert all(s["supported"] for s in obj["sentences"])
     assert "[1]" in obj["answer"] or "[2]" in obj["answer"] or "[3]" in obj["answer"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,19 @@ def build(corpus: Path, index: Path, emb: TrigramEmbedder) -> Retriever:
 def test_build_writes_plain_versioned_files(corpus: Path, tmp_path: Path, fake_embedder) -> None:
     r = build(corpus, tmp_path / "idx", fake_embedder)
     version = (tmp_path / "idx" / "CURRENT").read_text().strip()
-    files = sorted(p.name for p in (tmp_path / "idx" / version).iterdir())
-    assert files == ["chunk_offsets.npy", "chunk_vectors.npy", "chunks.jsonl", "documents.json",
-                     "manifest.json", "sentence_chunks.npy", "sentence_vectors.npy"]
+    assert [p.name for p in (tmp_path / "idx" / version).iterdir()] == ["manifest.json"]
     manifest = json.loads((tmp_path / "idx" / version / "manifest.json").read_text())
+    assert manifest["format_version"] == 4
     assert manifest["embedder"] == "test-trigram" and manifest["dim"] == 64
     assert manifest["chunking"]["chunk_size"] == 800
-    assert set(manifest["files"]) == set(files) - {"manifest.json"}
-    documents = json.loads((tmp_path / "idx" / version / "documents.json").read_text())
+    [segment] = manifest["segments"]
+    seg = tmp_path / "idx" / "segments" / segment["name"]
+    files = sorted(p.name for p in seg.iterdir())
+    assert files == ["chunk_offsets.npy", "chunk_vectors.npy", "chunks.jsonl", "documents.json",
+                     "segment.json", "sentence_chunks.npy", "sentence_vectors.npy"]
+    meta = json.loads((seg / "segment.json").read_text())
+    assert set(meta["files"]) == set(files) - {"segment.json"}
+    documents = json.loads((seg / "documents.json").read_text())
     assert set(documents) == {"cats.txt", "rivers.md", "sub/volcano.html"}
     assert all(len(m["sha256"]) == 64 for m in documents.values())
     assert r.info()["documents"] == manifest["counts"]["documents"] == 3
@@ -115,13 +121,19 @@ def _live(idx: Path) -> Path:
     return idx / (idx / "CURRENT").read_text().strip()
 
 
+def _segment(idx: Path) -> Path:
+    """The folder of the live version's only segment."""
+    [entry] = json.loads((_live(idx) / "manifest.json").read_text())["segments"]
+    return idx / "segments" / entry["name"]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "edit", "delete", "manifest", "current"])
 def test_damaged_index_is_detected_with_a_clear_message(
     corpus: Path, tmp_path: Path, fake_embedder, damage: str
 ) -> None:
     idx = tmp_path / "idx"
     build(corpus, idx, fake_embedder)
-    live = _live(idx)
+    live = _segment(idx)
     if damage == "truncate":
         data = (live / "sentence_vectors.npy").read_bytes()
         (live / "sentence_vectors.npy").write_bytes(data[: len(data) // 2])
@@ -131,7 +143,7 @@ def test_damaged_index_is_detected_with_a_clear_message(
     elif damage == "delete":
         (live / "chunk_vectors.npy").unlink()
     elif damage == "manifest":
-        (live / "manifest.json").write_text("{not json")
+        (_live(idx) / "manifest.json").write_text("{not json")
     else:
         (idx / "CURRENT").write_text("v999999\n")
     with pytest.raises(IndexDamaged) as err:
@@ -159,13 +171,15 @@ def test_failed_write_leaves_the_old_version_live(
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("qa.index.storage._save_npy", boom)
+    monkeypatch.setattr("qa.index.files.save_npy", boom)
+    before_segments = sorted(p.name for p in (idx / "segments").iterdir())
     (corpus / "cats.txt").write_text("Changed text about dogs.")
     with pytest.raises(OSError, match="disk full"):
         build(corpus, idx, TrigramEmbedder())
     monkeypatch.undo()
     assert (idx / "CURRENT").read_text() == before
     assert not list(idx.glob(".tmp-*"))
+    assert sorted(p.name for p in (idx / "segments").iterdir()) == before_segments
     r = Retriever.load(idx, embedder=TrigramEmbedder())
     assert r.search("cat purrs", 1)[0].doc_id == "cats.txt"
 
@@ -190,25 +204,29 @@ def test_snapshot_arrays_stay_consistent_after_updates(corpus: Path, tmp_path: P
     (corpus / "cats.txt").write_text("One. Two. Three. Four.")
     build(corpus, tmp_path / "idx", TrigramEmbedder())
     snap = IndexDir(tmp_path / "idx").read()
-    assert np.all(np.diff(snap.sentence_chunks) >= 0)
+    assert len(snap.views) == 2 and len(snap.views[0].deleted_rows) > 0
+    for view in snap.views:
+        assert np.all(np.diff(view.segment.sentence_chunks) >= 0)
+    assert {c.doc_id for c in snap.chunks} == {"cats.txt", "rivers.md", "sub/volcano.html"}
+    emb = TrigramEmbedder()
     for row, chunk in enumerate(snap.chunks):
-        lo, hi = snap.sentence_offsets[row], snap.sentence_offsets[row + 1]
-        assert hi - lo == len(chunk.sentences)
-        emb = TrigramEmbedder()
-        expected = emb.embed_passages(chunk.sentence_texts())
-        assert np.allclose(snap.sentence_vectors[lo:hi], expected, atol=1e-6)
+        vectors = snap.sentence_vectors_of(row)
+        assert len(vectors) == len(chunk.sentences)
+        assert np.allclose(vectors, emb.embed_passages(chunk.sentence_texts()), atol=1e-6)
+        assert np.allclose(snap.passage_vectors([row])[0], emb.embed_passages([chunk.text])[0],
+                           atol=1e-6)
 
 
 def test_large_files_are_sample_checked_on_load_and_fully_by_verify(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("qa.index.storage.FULL_CHECK_BYTES", 1000)
+    monkeypatch.setattr("qa.index.checksums.FULL_CHECK_BYTES", 1000)
     idx = tmp_path / "idx"
     build(corpus, idx, TrigramEmbedder())
-    f = _live(idx) / "sentence_vectors.npy"
+    f = _segment(idx) / "sentence_vectors.npy"
     data = bytearray(f.read_bytes())
     assert len(data) > 1000
-    manifest = json.loads((_live(idx) / "manifest.json").read_text())
+    manifest = json.loads((_segment(idx) / "segment.json").read_text())
     assert "sampled_sha256" in manifest["files"]["sentence_vectors.npy"]
     data[-1] ^= 0xFF  # the last block is always sampled
     f.write_bytes(bytes(data))
@@ -221,14 +239,14 @@ def test_large_files_are_sample_checked_on_load_and_fully_by_verify(
 def test_approximate_store_above_the_exact_limit(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("qa.index.storage.EXACT_LIMIT", 2)
+    monkeypatch.setattr("qa.index.segments.EXACT_LIMIT", 2)
     idx = tmp_path / "idx"
     build(corpus, idx, TrigramEmbedder())
-    manifest = json.loads((_live(idx) / "manifest.json").read_text())
-    assert manifest["stores"] == {"chunks": "ivf", "sentences": "none"}
-    assert (_live(idx) / "chunks.faiss").is_file()
+    meta = json.loads((_segment(idx) / "segment.json").read_text())
+    assert meta["store"] == "ivf"
+    assert (_segment(idx) / "chunks.faiss").is_file()
     r = Retriever.load(idx, embedder=TrigramEmbedder())
-    assert r.snapshot().store("sentences") is None
+    assert r.snapshot().views[0].segment.store("sentences") is None
     assert r.search("Mount Etna active volcano Sicily", 1)[0].doc_id == "sub/volcano.html"
 
 
@@ -250,10 +268,11 @@ def test_answering_reads_the_same_vectors_from_the_files(corpus: Path, tmp_path:
     loaded = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
     snap = loaded.snapshot()
     rows = [2, 0, len(snap.chunks) - 1, 2]
-    assert np.array_equal(snap.passage_vectors(rows), np.asarray(snap.chunk_vectors)[rows])
+    assert np.array_equal(snap.passage_vectors(rows), snap.vectors("chunks")[rows])
+    seg = snap.views[0].segment
     for row in range(len(snap.chunks)):
-        lo, hi = snap.sentence_offsets[row], snap.sentence_offsets[row + 1]
-        assert np.array_equal(snap.sentence_vectors_of(row), snap.sentence_vectors[lo:hi])
+        lo, hi = seg.sentence_offsets[row], seg.sentence_offsets[row + 1]
+        assert np.array_equal(snap.sentence_vectors_of(row), snap.vectors("sentences")[lo:hi])
     question = "Which volcano in Sicily is active?"
     assert [(p.doc_id, p.chunk_id, round(p.score, 5)) for p in loaded.search(question, 5)] == [
         (p.doc_id, p.chunk_id, round(p.score, 5)) for p in built.search(question, 5)]
@@ -264,7 +283,7 @@ def test_vector_file_truncated_while_serving_gives_a_clear_error(
 ) -> None:
     build(corpus, tmp_path / "idx", TrigramEmbedder())
     r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
-    f = _live(tmp_path / "idx") / "sentence_vectors.npy"
+    f = _segment(tmp_path / "idx") / "sentence_vectors.npy"
     os.truncate(f, f.stat().st_size // 2)
     with pytest.raises(IndexDamaged, match=r"sentence_vectors.npy is shorter .*`qa index`"):
         for question in ("volcano", "cats", "Sicily", "Mount Etna", "whiskers"):
@@ -304,38 +323,59 @@ def test_documents_are_read_only_when_asked_for(corpus: Path, tmp_path: Path) ->
     build(corpus, tmp_path / "idx", TrigramEmbedder())
     r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
     assert r.search("volcano", 1) and r.info()["documents"] == 3
-    assert "documents" not in r.snapshot().manifest  # answering did not parse the list
+    assert r.snapshot()._documents is None  # answering did not parse the list
     assert {d["doc_id"] for d in r.documents()} == {"cats.txt", "rivers.md", "sub/volcano.html"}
 
 
-def test_format_2_indexes_with_documents_in_the_manifest_still_load(
-    corpus: Path, tmp_path: Path
+def _as_format(idx: Path, fmt: int) -> None:
+    """Rewrite a one-segment index as format 3 (one version folder holding every file) or 2
+    (documents inside the manifest), as older qa versions wrote them."""
+    from qa.index.checksums import file_entry
+
+    seg, old = _segment(idx), _live(idx)
+    manifest = json.loads((old / "manifest.json").read_text())
+    vdir = idx / "v000001"
+    shutil.rmtree(old)
+    shutil.copytree(seg, vdir)
+    shutil.rmtree(idx / "segments")
+    (vdir / "segment.json").unlink()
+    documents = json.loads((vdir / "documents.json").read_text())
+    for meta in documents.values():
+        del meta["rows"]
+    (vdir / "documents.json").write_text(json.dumps(documents))
+    legacy = {k: manifest[k] for k in ("embedder", "dim", "chunking", "counts")}
+    legacy.update(format_version=fmt, stores={"chunks": "flat", "sentences": "flat"})
+    if fmt == 2:
+        legacy["documents"] = documents
+        (vdir / "documents.json").unlink()
+    legacy["files"] = {p.name: file_entry(p) for p in sorted(vdir.iterdir())}
+    (vdir / "manifest.json").write_text(json.dumps(legacy))
+    (idx / "CURRENT").write_text("v000001\n")
+    (idx / "PUBLISHED").unlink()
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_older_formats_load_and_are_migrated_by_their_first_update(
+    corpus: Path, tmp_path: Path, fmt: int
 ) -> None:
-    built = build(corpus, tmp_path / "idx", TrigramEmbedder())
-    vdir = _live(tmp_path / "idx")
-    manifest = json.loads((vdir / "manifest.json").read_text())
-    manifest["documents"] = json.loads((vdir / "documents.json").read_text())
-    manifest["format_version"] = 2
-    del manifest["files"]["documents.json"]
-    (vdir / "documents.json").unlink()
-    (vdir / "manifest.json").write_text(json.dumps(manifest))
-    r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    idx = tmp_path / "idx"
+    built = build(corpus, idx, TrigramEmbedder())
+    question = "Mount Etna active volcano Sicily"
+    before = [(p.doc_id, p.chunk_id, round(p.score, 5)) for p in built.search(question, 5)]
+    _as_format(idx, fmt)
+    r = Retriever.load(idx, embedder=TrigramEmbedder())
     assert r.documents() == built.documents()
-    assert r.search("volcano", 1)[0].doc_id == "sub/volcano.html"
-    (corpus / "cats.txt").write_text("Cats sleep all day.")  # an update writes format 3
-    build(corpus, tmp_path / "idx", TrigramEmbedder())
-    assert (_live(tmp_path / "idx") / "documents.json").is_file()
-
-
-def test_update_copies_kept_vectors_block_by_block_in_order(corpus: Path, tmp_path: Path) -> None:
-    from qa.index.update import _kept_then_fresh
-
-    build(corpus, tmp_path / "idx", TrigramEmbedder())
-    snap = IndexDir(tmp_path / "idx").read()
-    sentences = np.asarray(snap.sentence_vectors)
-    keep = np.arange(len(sentences)) % 3 != 1
-    fresh = [np.full((2, sentences.shape[1]), 0.5, np.float32)]
-    for block in (1, 2, 5, len(sentences) + 1):
-        out = _kept_then_fresh(snap.vector_blocks("sentences", block), keep, fresh,
-                               sentences.shape[1])
-        assert np.array_equal(out, np.concatenate([sentences[keep], fresh[0]]))
+    assert [(p.doc_id, p.chunk_id, round(p.score, 5)) for p in r.search(question, 5)] == before
+    IndexDir(idx).verify()
+    (corpus / "cats.txt").write_text("Cats sleep all day.")  # an update writes format 4
+    r = build(corpus, idx, TrigramEmbedder())
+    assert r.last_report.updated == ["cats.txt"]
+    manifest = json.loads((_live(idx) / "manifest.json").read_text())
+    assert manifest["format_version"] == 4
+    assert {d["doc_id"] for d in r.documents()} == {"cats.txt", "rivers.md", "sub/volcano.html"}
+    assert [(p.doc_id, p.chunk_id, round(p.score, 5)) for p in r.search(question, 5)][0] == \
+        before[0]
+    IndexDir(idx).verify()
+    (corpus / "cats.txt").write_text("Cats sleep all night.")
+    build(corpus, idx, TrigramEmbedder())
+    assert not (idx / "v000001").exists()  # the format-3 folder is gone once unused

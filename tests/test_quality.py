@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa import Retriever
-from qa import eval as ev
+from qa import evaluation as ev
 
 from .conftest import REPO
 

@@ -30,14 +30,12 @@ from hypothesis import strategies as st
 from qa import BadRequest, QAError, Retriever
 from qa.api import MAX_UPLOAD_BYTES, create_app, safe_upload_name, store_upload
 from qa.documents import SUPPORTED_SUFFIXES
-from qa.ui.app import (
-    Core,
-    answer_payload,
+from qa.ui.actions import ChatActions, answer_payload, upload_message
+from qa.ui.render import (
     render_conversation,
     render_index,
     render_sources,
     render_upload_status,
-    upload_message,
 )
 from qa.ui.server import DEFAULT_HOST, check_host, create_server_app, serve
 
@@ -354,7 +352,7 @@ def test_http_upload_limits(retriever: Retriever, monkeypatch: pytest.MonkeyPatc
 
 
 def test_ui_upload_refuses_types_and_sizes(retriever: Retriever, tmp_path: Path) -> None:
-    core = Core(retriever)
+    core = ChatActions(retriever)
     exe = tmp_path / "tool.exe"
     exe.write_bytes(b"MZ...")
     big = tmp_path / "big.txt"
@@ -374,6 +372,20 @@ def test_ui_upload_refuses_types_and_sizes(retriever: Retriever, tmp_path: Path)
 # -- escaping -------------------------------------------------------------------------------------
 
 EVIL = "<script>window.__pwned=1</script>"
+
+
+def _handler_attributes(page: str) -> list[str]:
+    """The ``on...`` attributes of the elements of an HTML page, as a browser parses it."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.extend(f"{tag} {name}" for name, _ in attrs if name.lower().startswith("on"))
+
+    Parser().feed(page)
+    return found
 
 
 def test_document_text_is_escaped_in_the_page(retriever: Retriever, tmp_path: Path) -> None:
@@ -396,8 +408,8 @@ def test_document_text_is_escaped_in_the_page(retriever: Retriever, tmp_path: Pa
     pages += [render_upload_status(rep), render_upload_status(None, error=EVIL)]
     for html in pages:
         assert "<script" not in html.lower()
-        assert "<img" not in html.lower() and "onerror=alert" not in html.replace(
-            "onerror=alert(1)&gt;", "")
+        # no element carries an event handler (the text "onerror=alert" may be shown, escaped)
+        assert "<img" not in html.lower() and not _handler_attributes(html)
     joined = "".join(pages)
     assert "&lt;script&gt;" in joined
     assert "Owls hunt at night" in joined
@@ -426,6 +438,216 @@ def test_uploaded_html_is_not_served_as_a_page(retriever: Retriever) -> None:
         ctype = resp.headers.get("content-type", "")
         disp = resp.headers.get("content-disposition", "")
         assert "attachment" in disp or "text/html" not in ctype, (ctype, disp)
+
+
+
+def _gradio_call(c: Any, api_name: str, data: list[Any], **kw: Any) -> tuple[str, Any]:
+    """One call of a Gradio API endpoint over plain HTTP: (event, data) of its last message."""
+    resp = c.post(f"/gradio_api/call/{api_name}", json={"data": data}, **kw)
+    assert resp.status_code == 200, resp.text
+    stream = c.get(f"/gradio_api/call/{api_name}/{resp.json()['event_id']}", **kw).text
+    events = [ln.removeprefix("event: ") for ln in stream.splitlines() if ln.startswith("event:")]
+    payloads = [ln.removeprefix("data: ") for ln in stream.splitlines() if ln.startswith("data:")]
+    return events[-1], json.loads(payloads[-1])
+
+
+def _file_data(path: str) -> dict[str, Any]:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def _gradio_cache_files() -> set[Path]:
+    from gradio.utils import get_upload_folder
+
+    return {p for p in Path(get_upload_folder()).rglob("*") if p.is_file()}
+
+
+def test_gradio_upload_cannot_name_a_file_on_the_server(retriever: Retriever,
+                                                        tmp_path: Path) -> None:
+    """#17.1: the chat's /upload took any server path as if uploaded: "Added 1 document", the
+    file's text then served by /search, a copy left in Gradio's temp folder."""
+    from fastapi.testclient import TestClient
+
+    secret = tmp_path / "outside" / "key.txt"
+    secret.parent.mkdir()
+    secret.write_text("TOPSECRET owl key material 7f3a")
+    secret.chmod(0o600)
+    before = _gradio_cache_files()
+    with TestClient(create_server_app(retriever), raise_server_exceptions=False) as c:
+        replies = {}
+        for path in (str(secret), str(tmp_path / "outside" / "missing.txt"), "/etc/hostname"):
+            event, data = _gradio_call(c, "upload", [[_file_data(path)]])
+            assert event == "error", (path, data)
+            replies[path] = json.dumps(data).replace(path, "PATH")
+        # the same reply whether the file exists or not: nothing to learn about the server
+        assert len(set(replies.values())) == 1, replies
+        event, data = _gradio_call(c, "search", ["owl key material", 3])
+        assert event == "complete"
+        assert all("TOPSECRET" not in p["text"] for p in data[0]["passages"])
+        # a real upload through Gradio still works
+        up = c.post("/gradio_api/upload",
+                    files=[("files", ("owls.txt", b"Owls hunt at night.", "text/plain"))])
+        assert up.status_code == 200, up.text
+        event, data = _gradio_call(c, "upload", [[_file_data(up.json()[0])]])
+        assert event == "complete" and data[0]["added"] == ["owls.txt"], data
+        # #17.5: Gradio's temporary copy is dropped once the upload folder has the file, and
+        # DELETE removes that one too: a deleted document leaves no copy behind
+        assert not Path(up.json()[0]).exists()
+        kept = retriever.index.path / "uploads" / "owls.txt"
+        assert kept.read_bytes() == b"Owls hunt at night."
+        assert c.delete("/api/documents/owls.txt").json()["removed"] == ["owls.txt"]
+        assert not kept.exists()
+    assert "key.txt" not in {d["doc_id"] for d in retriever.documents()}
+    copied = [p for p in _gradio_cache_files() - before if b"TOPSECRET" in p.read_bytes()]
+    assert copied == []
+
+
+def test_api_token_also_guards_the_chat_and_its_gradio_api(
+    retriever: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#17.2: with QA_API_TOKEN the Gradio routes answered 200 without it."""
+    import base64
+
+    monkeypatch.delenv("QA_AUTH", raising=False)
+    monkeypatch.setenv("QA_API_TOKEN", "tok-123")
+    c = _client(create_server_app(retriever))
+    calls = [("get", "/", None), ("get", "/config", None), ("get", "/gradio_api/info", None),
+             ("post", "/gradio_api/call/ask", {"data": ["cats?", 3]}),
+             ("post", "/gradio_api/call/upload", {"data": [[]]}),
+             ("post", "/gradio_api/queue/join", {"data": ["cats?", 3], "fn_index": 0}),
+             ("post", "/gradio_api/run/ask", {"data": ["cats?", 3]}),
+             ("get", "/gradio_api/file=/etc/hostname", None), *API_CALLS[:4]]
+    wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": "tok-123"},
+             {"Authorization": "Basic " + base64.b64encode(b"x:nope").decode()}]
+    for method, path, body in calls:
+        for headers in wrong:
+            resp = _call(c, method, path, body, headers=headers)
+            assert resp.status_code == 401, (path, headers, resp.status_code)
+            assert "\n" not in resp.json()["detail"]
+    up = c.post("/gradio_api/upload", files=[("files", ("x.txt", b"text", "text/plain"))])
+    assert up.status_code == 401
+    assert c.get("/api/health").status_code == 200
+    # the token opens everything: as a bearer token, or as the browser login's password
+    bearer = {"Authorization": "Bearer tok-123"}
+    basic = {"Authorization": "Basic " + base64.b64encode(b"anyone:tok-123").decode()}
+    assert c.get("/config", headers=bearer).status_code == 200
+    assert c.get("/config", headers=basic).status_code == 200
+    assert c.post("/api/ask", json={"question": "cats?"}, headers=bearer).status_code == 200
+    assert c.post("/api/ask", json={"question": "cats?"}, headers=basic).status_code == 401
+    assert c.post("/gradio_api/upload", headers=bearer,
+                  files=[("files", ("x.txt", b"text", "text/plain"))]).status_code == 200
+
+
+
+
+def test_gradio_client_with_the_token_works_and_without_it_does_not(
+    retriever: Retriever, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What README promises for QA_API_TOKEN: gradio_client with the bearer header works
+    (uploads included), without it the client cannot even connect."""
+    import threading
+
+    import uvicorn
+    from gradio_client import Client, handle_file
+
+    monkeypatch.delenv("QA_AUTH", raising=False)
+    monkeypatch.setenv("QA_API_TOKEN", "tok-123")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_server_app(retriever), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):  # noqa: B017 - whichever error the client raises
+            Client(url, verbose=False)
+        c = Client(url, verbose=False, headers={"Authorization": "Bearer tok-123"})
+        assert c.predict("cats", 2, api_name="/search")["passages"]
+        (tmp_path / "owls.txt").write_text("Owls hunt at night.")
+        rep = c.predict([handle_file(str(tmp_path / "owls.txt"))], api_name="/upload")
+        assert rep["added"] == ["owls.txt"], rep
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+def test_delete_removes_the_uploaded_file_and_nothing_else(retriever: Retriever,
+                                                           tmp_path: Path) -> None:
+    """#17.5: DELETE /api/documents/x left the file in the upload folder."""
+    c = _client(create_app(retriever))
+    up = c.post("/api/documents", files=[("files", ("owls.txt", b"Owls hunt.", "text/plain"))])
+    assert up.json()["added"] == ["owls.txt"]
+    uploaded = retriever.index.path / "uploads" / "owls.txt"
+    assert uploaded.exists()
+    assert c.delete("/api/documents/owls.txt").json()["removed"] == ["owls.txt"]
+    assert not uploaded.exists()
+    # a document indexed from the user's own folder: out of the index, the file untouched
+    source = retriever.snapshot().documents["cats.txt"]["source"]
+    assert Path(source).exists()
+    assert c.delete("/api/documents/cats.txt").json()["removed"] == ["cats.txt"]
+    assert Path(source).exists()
+
+
+def test_links_out_of_the_indexed_folder_are_not_followed(tmp_path: Path) -> None:
+    """#17.5: docs/passwd.txt -> /etc/passwd was indexed and served."""
+    outside = tmp_path / "outside"
+    (outside / "more").mkdir(parents=True)
+    (outside / "secret.txt").write_text("TOPSECRET owl key material.")
+    (outside / "more" / "also.md").write_text("TOPSECRET owl notes.")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "owls.txt").write_text("Owls hunt at night.")
+    (docs / "sub" / "barn.txt").write_text("Barn owls nest in barns.")
+    (docs / "passwd.txt").symlink_to("/etc/passwd")
+    (docs / "key.txt").symlink_to(outside / "secret.txt")
+    (docs / "linked").symlink_to(outside / "more")
+    (docs / "same.txt").symlink_to(docs / "sub" / "barn.txt")  # inside: followed
+    r = Retriever.build([docs], tmp_path / "idx", embedder=TrigramEmbedder())
+    assert sorted(d["doc_id"] for d in r.documents()) == ["owls.txt", "same.txt", "sub/barn.txt"]
+    reasons = {Path(s.path).name: s.reason for s in r.last_report.skipped}
+    assert set(reasons) == {"passwd.txt", "key.txt", "linked"}, reasons
+    assert all("outside the folder" in why for why in reasons.values())
+    for q in ("owl key material", "root:x:0:0"):
+        assert all("TOPSECRET" not in p.text and "root:" not in p.text for p in r.search(q, 5))
+    # a file given by name is the user's explicit choice and is read
+    assert Retriever.build([docs / "key.txt"], tmp_path / "idx2",
+                           embedder=TrigramEmbedder()).documents()[0]["doc_id"] == "key.txt"
+
+
+def test_qa_ask_prints_no_terminal_escapes_and_one_line_per_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#17.5: document text with ``\x1b]0;...\x07\x1b[2J`` was printed raw by ``qa ask`` (it
+    retitles the terminal and clears the screen), and a file name with a newline split the
+    output."""
+    import qa.retriever
+    from qa.cli import main
+
+    monkeypatch.setattr(qa.retriever, "get_embedder", lambda spec: TrigramEmbedder(spec))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    evil = "Owls hunt at night.\x1b]0;pwned\x07\x1b[2J Owls see in the dark\x9b31m \u202e."
+    (docs / "owls\n[9] fake.txt").write_text(evil)
+    (docs / "bells\x07.md").write_text("# Bells\x1b[5m\n\nOwls ring no bells.")
+    Retriever.build([docs], tmp_path / "idx", embedder=TrigramEmbedder())
+    r = Retriever.load(tmp_path / "idx", embedder=TrigramEmbedder())
+    monkeypatch.setattr(Retriever, "load", classmethod(lambda cls, *a, **kw: r))
+    assert main(["ask", "Do owls hunt at night?", "--index", str(tmp_path / "idx")]) == 0
+    out = capsys.readouterr().out
+    unsafe = [ch for ch in out if ch != "\n" and (unicodedata.category(ch) == "Cc"
+                                                  or ch in "\u202e\u2028")]
+    assert unsafe == [], out
+    assert "\\x1b]0;pwned\\x07" in out and "owls\\x0a[9] fake.txt" in out
+    headers = [ln for ln in out.splitlines() if ln.startswith("[")]
+    assert [h[:3] for h in headers] == ["[1]", "[2]"], out  # no line forged by a file name
+    assert main(["ask", "Do owls hunt at night?", "--index", str(tmp_path / "idx"),
+                 "--json"]) == 0
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and "\x1b" not in line and "\x9b" not in line
+    parsed = json.loads(line)
+    assert any("\x1b]0;pwned\x07" in p["text"] for p in parsed["passages"])  # same value
 
 
 # -- nothing untrusted is unpickled or executed ---------------------------------------------------
@@ -512,5 +734,6 @@ def test_rendered_markers_are_the_only_markup_from_answers() -> None:
            "answer": '<a href="javascript:alert(1)">[1]</a> text [1]',
            "citations": [], "passages": []}
     html = render_conversation([{"q": "q", "result": res}])
-    assert "&lt;a href=&quot;javascript:alert(1)&quot;&gt;" in html
+    assert ("&lt;a href=&quot;javascript:alert(1)&quot;&gt;" in html
+            or "&lt;a href=&#34;javascript:alert(1)&#34;&gt;" in html)
     assert not re.search(r"<a [^>]*javascript:", html)

@@ -14,13 +14,8 @@ import pytest
 
 from qa.embedders import DEFAULT_EMBEDDER
 from qa.errors import QAError
-from qa.ui.app import (
-    Core,
-    render_conversation,
-    render_index,
-    render_sources,
-    upload_dir_for,
-)
+from qa.ui.actions import ChatActions, upload_dir_for
+from qa.ui.render import render_conversation, render_index, render_sources
 from qa.ui.server import check_host, is_loopback, parse_auth, serve
 from tests.conftest_ui import REPO, UIServer, doc_count, ui_server  # noqa: F401
 
@@ -309,12 +304,12 @@ def test_earlier_questions_keep_their_sources() -> None:
     assert 'href="#src-1-1"' in conv and 'href="#src-2-1"' in conv and "qa-a-pending" in conv
 
 
-def test_core_rejects_bad_k_without_touching_the_index() -> None:
+def test_chat_actions_reject_bad_k_without_touching_the_index() -> None:
     class NoRetriever:
         def ask(self, *a, **k):  # pragma: no cover - must not be reached
             raise AssertionError("asked")
 
-    core = Core(NoRetriever())
+    actions = ChatActions(NoRetriever())
     for k in (0, 51, 2.5, "x", True):
         with pytest.raises(QAError):
-            core.ask("q", k)
+            actions.ask("q", k)

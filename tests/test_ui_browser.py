@@ -6,14 +6,22 @@ go to artifacts/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest_ui import SCREENSHOTS, UIServer, doc_count, ui_server  # noqa: F401
+from tests.conftest_ui import (  # noqa: F401 (fixtures)
+    EVIL,
+    UIServer,
+    ask,
+    browser,
+    doc_count,
+    page,
+    shot,
+    ui_server,
+    upload,
+)
 
 pytestmark = [
     pytest.mark.model,
@@ -23,67 +31,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-EVIL = "<script>window.__pwned=1</script><b>bold</b>"
-TIMEOUT = 90_000  # ms; the first answer may wait for the model to load
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("QA_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and QA_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, ui_server: UIServer):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = context.new_page()
-    pg.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(ui_server.url)
-    pg.wait_for_selector("#qa-question textarea")
-    pg.wait_for_selector("#qa-chat .qa-conv")
-    pg.qa_errors = errors  # type: ignore[attr-defined]
-    yield pg
-    context.close()
-
-
-def shot(pg, name: str, *, full_page: bool = False) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
-
-
-def ask(pg, question: str, turn: int) -> None:
-    pg.fill("#qa-question textarea", question)
-    pg.press("#qa-question textarea", "Enter")
-    pg.wait_for_selector(f"#turn-{turn} .qa-a:not(.qa-a-pending)")
-    pg.wait_for_timeout(400)  # let the smooth scroll settle before screenshots
-
-
-def upload(pg, *files: Path) -> str:
-    status = pg.locator("#qa-upload-status .qa-status")
-    before = status.inner_text()
-    pg.set_input_files("#qa-upload input[type=file]", [str(f) for f in files])
-    pg.wait_for_function(
-        "([sel, old]) => { const e = document.querySelector(sel);"
-        " return e && !e.classList.contains('qa-status-idle') && e.innerText !== old; }",
-        arg=["#qa-upload-status .qa-status", before],
-    )
-    return status.inner_text()
-
-
-def test_ask_see_cited_answer_and_highlighted_source(page) -> None:
+def test_ask_see_cited_answer_and_highlighted_source(page) -> None:  # noqa: F811
     shot(page, "01-start")
     assert "documents" in page.inner_text("#qa-header")
     ask(page, "What did Ukraine offer in Istanbul?", 1)
@@ -102,7 +50,7 @@ def test_ask_see_cited_answer_and_highlighted_source(page) -> None:
     assert page.qa_errors == []
 
 
-def test_marker_brings_its_passage_into_view(page) -> None:
+def test_marker_brings_its_passage_into_view(page) -> None:  # noqa: F811
     ask(page, "What did Ukraine offer in Istanbul?", 1)
     page.click("#qa-examples button:has-text('Why did Russia say it was withdrawing')")
     page.wait_for_selector("#turn-2 .qa-a:not(.qa-a-pending)")
@@ -132,8 +80,8 @@ def test_marker_brings_its_passage_into_view(page) -> None:
     page.wait_for_timeout(900)
     marker = page.locator("#turn-2 a.qa-cite").first.inner_text().strip("[]")
     expect(page.locator(f"#src-2-{marker}")).to_be_in_viewport(ratio=0.3)
-    # clearing starts over
-    page.click("#qa-clear")
+    # a new conversation starts over
+    page.click("#qa-new-conv")
     page.wait_for_selector("#qa-chat .qa-welcome")
     assert page.locator("#qa-chat .qa-turn").count() == 0
 
@@ -221,7 +169,7 @@ def test_document_markup_is_shown_as_text_never_run(
     assert page.qa_errors == []
 
 
-def test_narrow_screen_stacks_sources_below(page) -> None:
+def test_narrow_screen_stacks_sources_below(page) -> None:  # noqa: F811
     page.set_viewport_size({"width": 420, "height": 900})
     ask(page, "Wer sollte die Gespräche über eine Deeskalation vermitteln?", 1)
     chat = page.locator("#qa-chat").bounding_box()

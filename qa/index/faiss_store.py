@@ -35,8 +35,11 @@ class VectorStore(Protocol):
 
     def __len__(self) -> int: ...
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` ``(scores, ids)`` per query row; missing slots have id -1."""
+    def search(self, queries: np.ndarray, k: int, *,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, ids)`` per query row; missing slots have id -1. ``allowed``, if
+        given, is a bitmap (``np.packbits(mask, bitorder="little")``) of the ids that may be
+        returned: a segment's rows that its version has not deleted."""
         ...
 
     def save(self, path: Path) -> None: ...
@@ -91,13 +94,26 @@ class FaissStore:
     def __len__(self) -> int:
         return int(self._index.ntotal)  # type: ignore[attr-defined]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, ids)`` per query row (see :class:`VectorStore`)."""
         k = max(1, min(k, len(self))) if len(self) else 1
         if not len(self):
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        scores, ids = self._index.search(q, k)  # type: ignore[attr-defined]
+        if allowed is None:
+            scores, ids = self._index.search(q, k)  # type: ignore[attr-defined]
+            return scores, ids
+        import faiss
+
+        # The bitmap must outlive the search: FAISS keeps only a pointer to it.
+        bitmap = np.ascontiguousarray(allowed, dtype=np.uint8)
+        selector = faiss.IDSelectorBitmap(len(bitmap) * 8, faiss.swig_ptr(bitmap))
+        # (faiss's stubs lack these keyword arguments, which its SWIG classes take.)
+        params = (faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)  # type: ignore[call-arg]
+                  if self.kind == "ivf" else faiss.SearchParameters(sel=selector))  # type: ignore[call-arg]
+        scores, ids = self._index.search(q, k, params=params)  # type: ignore[attr-defined]
         return scores, ids
 
     def save(self, path: Path) -> None:

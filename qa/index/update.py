@@ -1,13 +1,14 @@
-"""Incremental index updates: embed only what changed.
+"""Incremental index updates: embed only what changed, write only what is new.
 
-Each document's content hash is kept in the manifest. An update keeps the rows (and vectors) of
-unchanged documents, chunks and embeds new or changed ones, and drops removed ones; the result is a
-new :class:`Snapshot` that :class:`IndexDir` writes as a new version.
+Each document's content hash is kept with it. An update chunks and embeds new or changed
+documents into one new segment, marks the rows of changed and removed ones deleted, and
+publishes a version listing the segments and marks (:class:`IndexDir`); unchanged documents are
+not touched. The merge policy (:mod:`.merge`) then keeps the number of segments small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,10 @@ import numpy as np
 from ..chunking import Chunk, Chunker
 from ..documents import Document, SkippedFile
 from ..embedders import Embedder
-from .storage import Snapshot
+from ..errors import BadRequest
+from .merge import Part, copied_part, fresh_part, inline_merge, join_parts
+from .snapshot import SegmentView, Snapshot
+from .storage import FORMAT_VERSION, IndexDir, SegmentEntry
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with counts of texts embedded."""
@@ -32,13 +36,15 @@ class UpdateReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    """Unchanged documents now read from another place (their source was updated)."""
     skipped: list[SkippedFile] = field(default_factory=list)
     embedded_texts: int = 0
     embedded_chars: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.moved)
 
     def summary(self) -> str:
         parts = [
@@ -77,28 +83,20 @@ def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: 
     return out
 
 
-def _kept_then_fresh(blocks: Iterator[np.ndarray], keep: np.ndarray, fresh: list[np.ndarray],
-                     dim: int) -> np.ndarray:
-    """The kept rows of an old vector file followed by the fresh rows, in one new array.
-
-    The old rows are read block by block: a million-passage index is neither read whole nor
-    copied twice (fancy indexing, then concatenating), which took about 4x its vectors' size.
-    """
-    n_fresh = sum(len(f) for f in fresh)
-    out = np.empty((int(keep.sum()) + n_fresh, dim), dtype=np.float32)
-    pos = start = 0
-    for block in blocks:
-        kept = block[keep[start : start + len(block)]]
-        out[pos : pos + len(kept)] = kept
-        pos += len(kept)
-        start += len(block)
-    for f in fresh:
-        out[pos : pos + len(f)] = f
-        pos += len(f)
-    return out
+def check_unique_ids(docs: Sequence[Document]) -> None:
+    """BadRequest if two documents share an id (the same relative name under two folders):
+    one would silently replace the other."""
+    seen: dict[str, str] = {}
+    for doc in docs:
+        if doc.doc_id in seen:
+            raise BadRequest(
+                f"{seen[doc.doc_id]} and {doc.path} would both be document {doc.doc_id!r}; "
+                "index these folders into separate indexes, or rename one of the files")
+        seen[doc.doc_id] = doc.path
 
 
 def apply_update(
+    index: IndexDir,
     old: Snapshot,
     *,
     upsert: Sequence[Document] = (),
@@ -108,56 +106,62 @@ def apply_update(
     chunker: Chunker,
     passage_vectors: str = "embed",
     progress: Progress | None = None,
-) -> tuple[Snapshot, UpdateReport]:
-    """A new snapshot with ``upsert`` documents added or replaced and ``remove`` ids dropped.
+    force: bool = False,
+) -> UpdateReport:
+    """Add or replace ``upsert`` documents and drop ``remove`` ids in the index, publishing a
+    new version if anything changed (or ``force``). The caller holds ``index.lock()``.
 
     ``passage_vectors`` is ``"embed"`` (each passage embedded as a whole, best quality) or
     ``"mean"`` (the mean of its sentence vectors: half the embedding work).
     """
+    check_unique_ids(upsert)
+    if passage_vectors not in ("embed", "mean"):
+        raise ValueError(f"passage_vectors must be 'embed' or 'mean', got {passage_vectors!r}")
     report = UpdateReport()
-    docs_meta: dict[str, dict[str, Any]] = {k: dict(v) for k, v in old.documents.items()}
+    where = old.locations()
     sources = sources or {}
     new_docs: dict[str, Document] = {}
+    moved: dict[str, str] = {}
     for doc in upsert:
-        meta = docs_meta.get(doc.doc_id)
-        if meta is not None and meta["sha256"] == doc.content_hash:
+        loc = where.get(doc.doc_id)
+        if loc is not None and loc.meta["sha256"] == doc.content_hash:
             report.unchanged.append(doc.doc_id)
+            # A moved folder: remember where the document is now, so that deleting it there
+            # removes it on the next run (its rows are copied, not embedded again).
+            source = sources.get(doc.doc_id)
+            if source is not None and loc.meta.get("source") != source:
+                moved[doc.doc_id] = source
+                report.moved.append(doc.doc_id)
             continue
-        (report.updated if meta is not None else report.added).append(doc.doc_id)
+        (report.updated if loc is not None else report.added).append(doc.doc_id)
         new_docs[doc.doc_id] = doc
-    removed = {d for d in remove if d in docs_meta and d not in new_docs}
+    removed = {d for d in remove if d in where and d not in new_docs}
     report.removed = sorted(removed)
-    drop = removed | set(new_docs)
-
-    # Keep the rows of untouched documents as they are.
-    # One pass over the old passages (each is parsed from disk once).
-    chunks: list[Chunk] = []
-    keep_mask = np.zeros(len(old.chunks), dtype=bool)
-    for i, c in enumerate(old.chunks):
-        if c.doc_id not in drop:
-            chunks.append(c)
-            keep_mask[i] = True
-    sent_keep = keep_mask[old.sentence_chunks] if len(old.sentence_chunks) else keep_mask[:0]
-    new_row_of_old = np.cumsum(keep_mask) - 1
-    chunk_vecs: list[np.ndarray] = []
-    sent_vecs: list[np.ndarray] = []
-    sent_chunks = [new_row_of_old[old.sentence_chunks[sent_keep]].astype(np.int32)]
+    if not (report.changed or force):
+        return report
+    if old.manifest.get("format_version", FORMAT_VERSION) < FORMAT_VERSION:
+        # A format-3 index: rewritten once as one segment, then updated like any other.
+        rewrite(index, old)
+        old = index.read()
+        where = old.locations()
 
     # Chunk and embed what is new.
     fresh: list[Chunk] = []
+    metas: dict[str, dict[str, Any]] = {}
     for doc in new_docs.values():
         doc_chunks = chunker.split(doc)
         fresh.extend(doc_chunks)
-        docs_meta[doc.doc_id] = {
+        metas[doc.doc_id] = {
             "title": doc.title,
             "sha256": doc.content_hash,
             "chars": len(doc.text),
             "chunks": len(doc_chunks),
             "source": sources.get(doc.doc_id, doc.path),
         }
-    for d in removed:
-        del docs_meta[d]
-
+    dim = old.dim
+    sv = np.zeros((0, dim), np.float32)
+    cv = np.zeros((0, dim), np.float32)
+    sc = np.zeros(0, np.int32)
     if fresh:
         sentences = [(i, s) for i, c in enumerate(fresh) for s in c.sentence_texts()]
         sent_texts = [s for _, s in sentences]
@@ -167,32 +171,94 @@ def apply_update(
         sc = np.array([i for i, _ in sentences], dtype=np.int32)
         if passage_vectors == "embed":
             cv = _embed(embedder, passage_texts, progress, len(sent_texts), total)
-        elif passage_vectors == "mean":
+        else:
             lengths = np.array([len(s) for s in sent_texts], dtype=np.float32)
             cv = _mean_vectors(sv, sc, len(fresh), lengths)
-        else:
-            raise ValueError(f"passage_vectors must be 'embed' or 'mean', got {passage_vectors!r}")
-        base = len(chunks)
-        chunks.extend(
-            Chunk(c.doc_id, c.chunk_id, c.text, c.start, c.end, c.title, c.sentences) for c in fresh
-        )
-        chunk_vecs.append(cv)
-        sent_vecs.append(sv)
-        sent_chunks.append(sc + base)
         report.embedded_texts = total
         report.embedded_chars = sum(map(len, sent_texts)) + sum(map(len, passage_texts))
 
-    # Sentences must stay grouped by chunk, in chunk order, for the offset table.
-    sentence_chunks = np.concatenate(sent_chunks) if sent_chunks else np.zeros(0, np.int32)
-    dim = old.chunk_vectors.shape[1]
-    chunk_vectors = _kept_then_fresh(old.vector_blocks("chunks"), keep_mask, chunk_vecs, dim)
-    sentence_vectors = _kept_then_fresh(old.vector_blocks("sentences"), sent_keep, sent_vecs, dim)
-    # Kept rows keep their order and fresh ones follow, so this holds already; sorting would
-    # copy the largest array once more.
-    if np.any(np.diff(sentence_chunks) < 0):
-        order = np.argsort(sentence_chunks, kind="stable")
-        sentence_vectors, sentence_chunks = sentence_vectors[order], sentence_chunks[order]
-    manifest = dict(old.manifest)
-    manifest["documents"] = dict(sorted(docs_meta.items()))
-    snap = Snapshot(manifest, chunks, chunk_vectors, sentence_vectors, sentence_chunks)
-    return snap, report
+    # Deletion marks for the old rows of changed, removed and moved documents.
+    gone = removed | (set(new_docs) & set(where)) | set(moved)
+    marks: dict[int, tuple[list[int], set[str]]] = {}
+    for d in gone:
+        loc = where[d]
+        rows, docs = marks.setdefault(loc.view, ([], set()))
+        lo, hi = loc.meta.get("rows", (0, 0))
+        rows.extend(range(int(lo), int(hi)))
+        docs.add(d)
+    views = []
+    for i, v in enumerate(old.views):
+        rows, docs = marks.get(i, ([], set()))
+        views.append(SegmentView(v.segment, np.concatenate([v.deleted_rows, rows]),
+                                 v.deleted_docs | docs) if docs else v)
+
+    parts: list[Part] = []
+    if metas:
+        parts.append(fresh_part(fresh, cv, sv, sc, metas))
+    for view_index in sorted({where[d].view for d in moved}):
+        view = old.views[view_index]
+        part = copied_part(view, {d for d in moved if where[d].view == view_index})
+        for d in part.documents:
+            part.documents[d]["source"] = moved[d]
+        parts.append(part)
+    return _publish(index, old, views, parts, report)
+
+
+def _publish(index: IndexDir, old: Snapshot, views: list[SegmentView], parts: list[Part],
+             report: UpdateReport) -> UpdateReport:
+    """Write the new segment (if any), merge a full tier of small segments into it, publish."""
+    # Fully deleted segments leave the version.
+    kept = [v for v in views if v.n_live or len(v.documents())]
+    counts = _counts(kept)
+    if parts:
+        merge = inline_merge([*kept, _placeholder(parts)])
+        merged = [i for i in merge if i < len(kept)]
+        if merged:  # the new segment joins a full tier: the tier is written merged, once
+            parts = [copied_part(kept[i]) for i in merged] + parts
+            counts = _counts([v for i, v in enumerate(kept) if i not in merged])
+            kept = [v for i, v in enumerate(kept) if i not in merged]
+    entries = [SegmentEntry(v.segment.name, v.deleted_rows, v.deleted_docs) for v in kept]
+    if parts:
+        name, meta = index.write_segment(**_segment_args(old.dim, join_parts(parts)))
+        entries.append(SegmentEntry(name, np.zeros(0, np.int64), frozenset()))
+        for key in counts:
+            counts[key] += meta["counts"][key]
+    index.publish(old.manifest, entries, counts)
+    return report
+
+
+class _Sized:
+    """Stands in for the segment an update is about to write, for the merge policy."""
+
+    def __init__(self, rows: int) -> None:
+        self.n_live = rows
+
+    def documents(self) -> dict[str, Any]:
+        return {}
+
+
+def _placeholder(parts: list[Part]) -> SegmentView:
+    return _Sized(sum(p.rows for p in parts))  # type: ignore[return-value]
+
+
+def _segment_args(dim: int, part: Part) -> dict[str, Any]:
+    return {"dim": dim, "chunk_lines": part.lines, "chunk_vectors": part.chunk_vectors,
+            "sentence_vectors": part.sentence_vectors, "sentence_chunks": part.sentence_chunks,
+            "documents": part.documents}
+
+
+def _counts(views: list[SegmentView]) -> dict[str, int]:
+    """Live documents, passages and sentences of ``views``."""
+    return {"documents": sum(len(v.documents()) for v in views),
+            "chunks": sum(v.n_live for v in views),
+            "sentences": sum(v.n_sentences for v in views)}
+
+
+def rewrite(index: IndexDir, old: Snapshot) -> str:
+    """Merge every segment of ``old`` into one, dropping deleted rows (``qa index --optimize``,
+    and the migration of format-3 indexes); returns the new version. The caller holds the lock.
+    """
+    parts = [copied_part(v) for v in old.views if v.n_live or len(v.documents())]
+    name, meta = index.write_segment(**_segment_args(old.dim, join_parts(parts)))
+    entries = [SegmentEntry(name, np.zeros(0, np.int64), frozenset())]
+    return index.publish(old.manifest, entries, dict(meta["counts"]))

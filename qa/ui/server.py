@@ -3,7 +3,9 @@
 The FastAPI app of :mod:`qa.api` serves ``/api/...``; the Gradio chat is mounted on it at ``/``.
 Binding to anything but a loopback address needs ``QA_AUTH=user:password``: the chat then asks
 for that login and the ``/api`` routes for the same credentials (HTTP Basic), unless the API has its
-own token (``QA_API_TOKEN``).
+own token (``QA_API_TOKEN``). With ``QA_API_TOKEN`` set, the chat and its Gradio API need it too
+(``Authorization: Bearer TOKEN``, or the token as the password of the browser's login prompt),
+unless ``QA_AUTH`` gives the chat its own login.
 """
 
 from __future__ import annotations
@@ -97,6 +99,57 @@ class BasicAuthGuard:
         await self.app(scope, receive, send)
 
 
+# Open under every login: a health check, and FastAPI's description of the API (no data).
+_OPEN_PATHS = {"/api/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+
+
+class TokenGuard:
+    """ASGI wrapper for ``QA_API_TOKEN`` without ``QA_AUTH``: every route but ``/api/health`` and
+    the API's description (``/docs``, ``/openapi.json``) needs the token. ``/api`` takes
+    ``Authorization: Bearer TOKEN`` (checked again by :mod:`qa.api`); the chat and its Gradio API
+    (``/gradio_api/...``: uploads, events, files) also take HTTP Basic with the token as the
+    password, so that a browser can show its login prompt. Without this the token guarded
+    ``/api`` while ``/gradio_api/call/ask`` and ``/gradio_api/upload`` stayed open."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._bearer = f"Bearer {token}".encode()
+        self._token = token.encode()
+
+    def _allowed(self, path: str, sent: bytes) -> bool:
+        if secrets.compare_digest(sent, self._bearer):
+            return True
+        if path == "/api" or path.startswith("/api/"):
+            return False
+        scheme, _, encoded = sent.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            _, _, password = base64.b64decode(encoded, validate=True).partition(b":")
+        except ValueError:
+            return False
+        return secrets.compare_digest(password, self._token)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope.get("type") in ("http", "websocket") and path not in _OPEN_PATHS:
+            sent = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not self._allowed(path, sent):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = (b'{"detail":"missing or wrong API token (Authorization: Bearer ..., '
+                        b'or the token as the login password)"}')
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Basic realm="qa (password: the API token)"'),
+                    (b"content-length", str(len(body)).encode()),
+                ]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def api_available() -> bool:
     return importlib.util.find_spec("qa.api") is not None
 
@@ -125,19 +178,30 @@ def create_server_app(
 
         from .app import build_app, mount_kwargs
 
+        demo = build_app(retriever)
         app = gr.mount_gradio_app(
             _base_app(retriever),
-            build_app(retriever),
+            demo,
             path="/",
             auth=auth,
             auth_message="Sign in to ask questions of this document collection.",
             max_file_size=MAX_UPLOAD,
             footer_links=["api"],
             run_history=False,
+            # Only gr.Error messages (ours, one line) reach a client, never other exceptions'.
+            show_error=False,
             **mount_kwargs(),
         )
-    if auth is not None and not os.environ.get("QA_API_TOKEN"):
+        # Gradio checks that a file named in an event's input was uploaded through it only once
+        # its Blocks "has launched" (gradio 6.31, processing_utils._check_allowed), which
+        # mount_gradio_app never records: any client could have the chat index any server file
+        # by naming its path. Mounted and served, it is launched.
+        demo.has_launched = True
+    token = os.environ.get("QA_API_TOKEN")
+    if auth is not None and not token:
         app = BasicAuthGuard(app, *auth)
+    elif token and auth is None and not api_only:
+        app = TokenGuard(app, token)
     return app
 
 
@@ -166,8 +230,9 @@ def _open_retriever(index: str | None) -> Any:
 
 
 def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          api_only: bool = False) -> None:
-    """Serve until interrupted. Errors a user can fix raise QAError with a one-line message."""
+          api_only: bool = False, *, milvus: str | None = None, collection: str = "qa") -> None:
+    """Serve until interrupted. Errors a user can fix raise QAError with a one-line message.
+    ``milvus=URI`` serves the index in that Milvus collection (no local index files)."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
     if api_only and not api_available():
@@ -179,7 +244,12 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     if not api_only and importlib.util.find_spec("gradio") is None:
         raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
     _check_port_free(host, port)
-    retriever = _open_retriever(index)
+    if milvus:
+        from ..retriever import Retriever
+
+        retriever = Retriever.load(milvus=milvus, collection=collection)
+    else:
+        retriever = _open_retriever(index)
     # Load the embedding model now, in the background, so the first question is quick.
     threading.Thread(target=lambda: retriever.embedder, daemon=True).start()
     app = create_server_app(retriever, auth=auth, api_only=api_only)

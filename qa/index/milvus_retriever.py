@@ -1,0 +1,369 @@
+"""A :class:`~qa.retriever.Retriever` whose index lives in Milvus (:mod:`qa.index.milvus`).
+
+Chosen with ``Retriever.build(..., milvus=URI)`` / ``Retriever.load(milvus=URI)`` or ``--milvus``
+on the command line. It answers exactly as the FAISS folder does: the same candidates (the top
+passages and the passages of the top sentences, exact search up to EXACT_LIMIT passages), the
+same re-scoring of each candidate with its passage and sentence vectors, and the same answer and
+abstention code, which it inherits (``Retriever.ask`` only needs :meth:`_score` and a view whose
+``chunks[row]`` and ``embedder`` it reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..chunking import Chunk, Chunker
+from ..documents import Document, SkippedFile, UnreadableFile, iter_files, read_document
+from ..embedders import Embedder
+from ..errors import EmbedderMismatch, EmptyCorpus, QAError
+from ..retriever import (
+    _PASSAGE_CANDIDATES,
+    _SENTENCE_CANDIDATES,
+    PASSAGE_WEIGHT,
+    Retriever,
+    _empty_message,
+)
+from .milvus import EXACT_LIMIT, MilvusIndex
+from .update import Progress, UpdateReport
+
+EMBED_BATCH = 64
+_SETTINGS_TTL = 10.0  # seconds a replica trusts its copy of the settings (the ANN switch)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` (1 <= I <= N) as ``(I, N)``; QAError naming the value otherwise."""
+    if spec is None:
+        return None
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise QAError(f"--shard must be I/N, e.g. 2/4, got {spec!r}") from None
+    if not 1 <= i <= n:
+        raise QAError(f"--shard I/N needs 1 <= I <= N, got {spec!r}")
+    return i, n
+
+
+def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether ``doc_id`` belongs to shard ``(I, N)``: by a hash of the id, so every worker
+    agrees without talking to the others, whatever order it lists files in."""
+    if shard is None:
+        return True
+    h = int.from_bytes(hashlib.sha256(doc_id.encode()).digest()[:8], "big")
+    return h % shard[1] == shard[0] - 1
+
+
+@dataclass
+class MilvusView:
+    """What ``Retriever.ask`` reads from a search: the candidate passages by row id."""
+
+    embedder: str
+    manifest: dict[str, Any]
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+
+
+class MilvusRetriever(Retriever):
+    """Retrieval and cited answers over an index in Milvus; see :class:`~qa.retriever.Retriever`.
+
+    Any number of these, in any number of processes or machines, can search one collection while
+    others update it: each document's version switches in one write (see :mod:`qa.index.milvus`).
+    """
+
+    def __init__(self, uri: str, collection: str = "qa", *,
+                 embedder: Embedder | str | None = None, chunker: Chunker | None = None,
+                 passage_vectors: str = "embed") -> None:
+        # Not Retriever.__init__: there is no index folder.
+        self.milvus = MilvusIndex(uri, collection)
+        # The UI and API read .index.path (uploads folder) and .index.exists().
+        self.index = self.milvus  # type: ignore[assignment]
+        self._embedder_arg = embedder
+        self._embedder = embedder if not isinstance(embedder, (str, type(None))) else None
+        self._chunker = chunker
+        self._passage_vectors = passage_vectors
+        self.last_report = None
+        self._write_lock = threading.Lock()
+        self._load_lock = threading.RLock()
+        self._calibration = None
+        self._settings: dict[str, Any] | None = None
+        self._settings_at = 0.0
+
+    @classmethod
+    def build_milvus(cls, paths: Iterable[str | os.PathLike[str]], uri: str,
+                     collection: str = "qa", *, embedder: Embedder | str | None = None,
+                     chunk_size: int | None = None, passage_vectors: str = "embed",
+                     rebuild: bool = False, progress: Progress | None = None,
+                     shard: str | tuple[int, int] | None = None) -> MilvusRetriever:
+        """Build or incrementally update the index in Milvus from files and folders; with
+        ``shard=(I, N)`` (or ``"I/N"``) only the I-th of N disjoint parts of the documents."""
+        chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
+        r = cls(uri, collection, embedder=embedder, chunker=chunker,
+                passage_vectors=passage_vectors)
+        part = parse_shard(shard) if isinstance(shard, str) else shard
+        r.last_report = r.sync(paths, rebuild=rebuild, progress=progress, shard=part)
+        return r
+
+    @classmethod
+    def load_milvus(cls, uri: str, collection: str = "qa", *,
+                    embedder: Embedder | str | None = None) -> MilvusRetriever:
+        """Open an index in Milvus; IndexNotFound / IndexDamaged / EmbedderMismatch if unusable."""
+        r = cls(uri, collection, embedder=embedder)
+        r.snapshot()
+        return r
+
+    # -- state ----------------------------------------------------------------------------
+
+    def settings(self, *, fresh: bool = False) -> dict[str, Any]:
+        """The index's settings (embedder, dim, chunking, ann), re-read every few seconds."""
+        now = time.monotonic()
+        if fresh or self._settings is None or now - self._settings_at > _SETTINGS_TTL:
+            settings = self.milvus.settings()
+            self._check_embedder_name(settings["embedder"])
+            self._settings, self._settings_at = settings, now
+        return self._settings
+
+    def _check_embedder_name(self, built_with: str) -> None:
+        asked = self._embedder_arg
+        name = asked if isinstance(asked, str) else getattr(asked, "name", None)
+        if name is not None and name != built_with:
+            idx = self.milvus
+            raise EmbedderMismatch(
+                f"{idx.where} was built with embedder {built_with!r}, not {name!r}; search it "
+                f"with {built_with!r} or rebuild it with `qa index PATH... --milvus {idx.uri} "
+                f"--collection {idx.name} --embedder {name} --rebuild`")
+
+    def snapshot(self) -> MilvusView:  # type: ignore[override]
+        settings = self.settings()
+        return MilvusView(settings["embedder"], settings)
+
+    def info(self) -> dict[str, Any]:
+        s = self.settings(fresh=True)
+        docs = self.milvus.documents()
+        return {
+            "index_dir": f"milvus:{self.milvus.uri} collection {self.milvus.name}",
+            "backend": "milvus",
+            "milvus_uri": self.milvus.uri,
+            "collection": self.milvus.name,
+            "version": "",
+            "embedder": s["embedder"],
+            "dim": s["dim"],
+            "documents": len(docs),
+            "passages": sum(int(d["chunks"]) for d in docs.values()),
+            "sentences": int(sum(int(d.get("sentences", 0)) for d in docs.values())),
+            "chunking": s["chunking"],
+            "vector_index": "HNSW" if s.get("ann") else "FLAT",
+        }
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [{"doc_id": d, "title": m["title"], "chars": m["chars"], "passages": m["chunks"]}
+                for d, m in self.milvus.documents().items()]
+
+    # -- updates --------------------------------------------------------------------------
+
+    def _open_for_writing(self, rebuild: bool) -> dict[str, Any]:
+        if rebuild:
+            self.milvus.drop()
+        if self.milvus.exists():
+            settings = self.settings(fresh=True)
+        else:
+            embedder = self.embedder
+            chunker = self._chunker or Chunker()
+            settings = self.milvus.create({
+                "embedder": embedder.name, "dim": embedder.dim,
+                "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors}})
+            self._check_embedder_name(settings["embedder"])
+            self._settings, self._settings_at = settings, time.monotonic()
+        return settings
+
+    def _update(self, *, upsert: Sequence[Document] = (), remove: Sequence[str] = (),  # type: ignore[override]
+                sources: dict[str, str] | None = None, rebuild: bool = False,
+                progress: Progress | None = None, report: UpdateReport | None = None,
+                shard: tuple[int, int] | None = None) -> UpdateReport:
+        rep = UpdateReport(skipped=report.skipped if report else [])
+        with self._write_lock:
+            settings = self._open_for_writing(rebuild)
+            self.milvus.recover(lambda d: in_shard(d, shard))
+            chunking = settings["chunking"]
+            chunker = Chunker(chunk_size=chunking["chunk_size"],
+                              chunk_overlap=chunking["chunk_overlap"])
+            live = self.milvus.documents()
+            sources = sources or {}
+            todo: list[tuple[Document, list[Chunk]]] = []
+            for doc in upsert:
+                old = live.get(doc.doc_id)
+                if old is not None and old.get("sha256") == doc.content_hash:
+                    rep.unchanged.append(doc.doc_id)
+                    continue
+                (rep.updated if old is not None else rep.added).append(doc.doc_id)
+                todo.append((doc, chunker.split(doc)))
+            total = sum(len(c.sentences) + 1 for _, cs in todo for c in cs)
+            done = 0
+            for doc, chunks in todo:  # one document at a time: each commits on its own
+                sv, pv, n = self._embed(chunks, chunking.get("passage_vectors", "embed"))
+                rep.embedded_texts += n
+                rep.embedded_chars += sum(len(c.text) for c in chunks)
+                meta = {"title": doc.title, "sha256": doc.content_hash, "chars": len(doc.text),
+                        "chunks": len(chunks), "sentences": len(sv),
+                        "source": sources.get(doc.doc_id, doc.path)}
+                self.milvus.write_document(doc.doc_id, meta, chunks, pv, sv, live.get(doc.doc_id))
+                done += sum(len(c.sentences) + 1 for c in chunks)
+                if progress:
+                    progress(done, total)
+            for doc_id in sorted(set(remove) - {d.doc_id for d in upsert}):
+                if doc_id in live:
+                    self.milvus.remove_document(doc_id, live[doc_id])
+                    rep.removed.append(doc_id)
+            if rep.changed:
+                self.milvus.flush()
+            self._switch_to_ann_if_large(settings)
+        return rep
+
+    def _switch_to_ann_if_large(self, settings: dict[str, Any]) -> None:
+        if settings.get("ann"):
+            return
+        if self.milvus.counts()["passages"] > EXACT_LIMIT:
+            self.milvus.use_ann_index()
+            self.settings(fresh=True)
+
+    def _embed(self, chunks: Sequence[Chunk], how: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Sentence vectors (in chunk order), passage vectors, and how many texts were embedded."""
+        emb = self.embedder
+        sentences = [s for c in chunks for s in c.sentence_texts()]
+        sv = _embed_texts(emb, sentences)
+        if how == "mean":
+            owner = np.repeat(np.arange(len(chunks)), [len(c.sentences) for c in chunks])
+            pv = np.zeros((len(chunks), emb.dim), np.float32)
+            np.add.at(pv, owner, sv)
+            pv /= np.maximum(np.linalg.norm(pv, axis=1, keepdims=True), 1e-12)
+            return sv, pv, len(sentences)
+        return sv, _embed_texts(emb, [c.text for c in chunks]), len(sentences) + len(chunks)
+
+    def add(self, paths: Iterable[str | os.PathLike[str]], *,
+            progress: Progress | None = None) -> UpdateReport:
+        paths = list(paths)
+        docs, skipped = _load(paths, None)
+        if not docs and not self.milvus.exists():
+            raise EmptyCorpus(_empty_message(paths, skipped))
+        return self._update(upsert=docs, sources={d.doc_id: d.path for d in docs},
+                            progress=progress, report=UpdateReport(skipped=skipped))
+
+    def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
+        return self._update(remove=list(doc_ids))
+
+    def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,  # type: ignore[override]
+             progress: Progress | None = None,
+             shard: tuple[int, int] | None = None) -> UpdateReport:
+        """Make the index match ``paths`` (only shard ``(I, N)``'s documents, if given)."""
+        roots = [Path(p) for p in paths]
+        if rebuild and shard is not None:
+            raise QAError("--rebuild drops the whole collection: run it once without --shard, "
+                          "then start the sharded workers")
+        docs, skipped = _load(roots, shard)
+        if not docs and (rebuild or not self.milvus.exists()):
+            raise EmptyCorpus(_empty_message(roots, skipped))
+        present = {doc_id for _, doc_id in iter_files(roots)}
+        root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
+        sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
+        gone = []
+        if self.milvus.exists() and not rebuild:
+            for doc_id, meta in self.milvus.documents().items():
+                src = meta.get("source", "")
+                if (in_shard(doc_id, shard) and doc_id not in present
+                        and any(src.startswith(root + os.sep) for root in root_dirs)):
+                    gone.append(doc_id)
+        return self._update(upsert=docs, remove=gone, sources=sources, rebuild=rebuild,
+                            progress=progress, report=UpdateReport(skipped=skipped), shard=shard)
+
+    # -- search ---------------------------------------------------------------------------
+
+    def _score(self, question: str, k: int) -> tuple[  # type: ignore[override]
+            MilvusView, list[tuple[int, float]], dict[int, np.ndarray]]:
+        view = self.snapshot()
+        dim = int(view.manifest["dim"])
+        q = self.embedder.embed_queries([question])
+        if q.shape[1] != dim:
+            raise EmbedderMismatch(f"embedder gives {q.shape[1]}-dimensional vectors, index "
+                                   f"holds {dim}")
+        qv = q[0]
+        rows, sentence_vectors = self._candidates(qv, k, bool(view.manifest.get("ann")), dim)
+        scored: list[tuple[int, float]] = []
+        sentence_sims: dict[int, np.ndarray] = {}
+        order = sorted(rows)
+        if order:
+            passage_sims = np.stack([rows[i].vector for i in order]) @ qv
+            for pid, passage_sim in zip(order, passage_sims.tolist()):
+                sims = sentence_vectors[pid] @ qv
+                best = float(sims.max()) if len(sims) else passage_sim
+                scored.append((pid, PASSAGE_WEIGHT * passage_sim + (1 - PASSAGE_WEIGHT) * best))
+                sentence_sims[pid] = sims
+                view.chunks[pid] = rows[pid].chunk
+        scored.sort(key=lambda t: -t[1])
+        return view, scored, sentence_sims
+
+    def _candidates(self, qv: np.ndarray, k: int, ann: bool,
+                    dim: int) -> tuple[dict[int, Any], dict[int, np.ndarray]]:
+        """Candidate passages of the live versions only, each complete with its sentences.
+
+        A search can race a commit: rows found may belong to a version replaced just after
+        (then one fresh search finds the new version's rows, written before the commit), or be
+        deleted between reading the versions and reading the rows (then read again)."""
+        idx = self.milvus
+        rows: dict[int, Any] = {}
+        sents: dict[int, np.ndarray] = {}
+        for attempt in range(4):
+            depth = _PASSAGE_CANDIDATES * (3 if ann else 1) + k
+            found = {h["id"]: (h["doc_id"], h["version"])
+                     for h in idx.search("passages", qv, depth, ann)}
+            if not ann:
+                for h in idx.search("sentences", qv, _SENTENCE_CANDIDATES + k):
+                    found.setdefault(h["passage_id"], (h["doc_id"], h["version"]))
+            live = idx.live_versions(d for d, _ in found.values())
+            replaced = any(v < live.get(d, 0) for d, v in found.values())
+            if replaced and attempt == 0:
+                continue
+            keep = [pid for pid, (d, v) in found.items() if live.get(d) == v]
+            rows = idx.passages(keep)
+            sents = idx.sentence_vectors(list(rows), dim)
+            whole = [pid for pid in keep if pid in rows
+                     and len(sents.get(pid, ())) == len(rows[pid].chunk.sentences)]
+            if len(whole) == len(keep) or attempt == 3:
+                rows = {pid: rows[pid] for pid in whole}
+                break
+        empty = np.zeros((0, dim), np.float32)
+        return rows, {pid: sents.get(pid, empty) for pid in rows}
+
+
+def _embed_texts(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    # Sorted by length so batches are even (as qa.index.update does).
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    for b in range(0, len(order), EMBED_BATCH):
+        rows = order[b : b + EMBED_BATCH]
+        out[rows] = embedder.embed_passages([texts[i] for i in rows])
+    return out
+
+
+def _load(paths: Iterable[str | os.PathLike[str]],
+          shard: tuple[int, int] | None) -> tuple[list[Document], list[SkippedFile]]:
+    """Read the supported files under ``paths`` that belong to ``shard`` (all without one)."""
+    docs: list[Document] = []
+    skipped: list[SkippedFile] = []
+    for f, doc_id in iter_files(paths):
+        if not in_shard(doc_id, shard):
+            continue
+        if not f.exists() and not f.is_symlink():
+            skipped.append(SkippedFile(str(f), "no such file or folder"))
+            continue
+        try:
+            docs.append(read_document(f, doc_id))
+        except UnreadableFile as exc:
+            skipped.append(SkippedFile(str(f), str(exc)))
+    return docs, skipped
+

@@ -1,0 +1,124 @@
+"""Row readers: vectors and passages read from index files on demand, a few rows at a time.
+
+Answering reads a few hundred vectors and passages out of gigabytes; these readers copy just the
+rows asked for with ``pread`` and leave the page cache to the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+
+from ..chunking import Chunk
+from ..errors import IndexDamaged
+from .files import open_random, pread_exact
+
+
+def check_unit_rows(vectors: np.ndarray, file: str) -> np.ndarray:
+    """``vectors`` if every row is unit length (or zero), else IndexDamaged.
+
+    Large vector files are checksummed by sampled blocks on load, so a changed byte elsewhere
+    would reach answering: a cosine of 8 ranks a wrong passage first. Answering reads a few
+    hundred rows, whose norms cost nothing next to the read.
+    """
+    sq = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
+    bad = ~(np.abs(sq - 1.0) <= 0.02) & (sq != 0.0)
+    if bad.any():
+        raise IndexDamaged(
+            f"index file {file} holds a damaged vector (length {float(np.sqrt(sq[bad][0])):.3g},"
+            " not 1); rebuild the index with `qa index PATH... --index DIR --rebuild` "
+            "(your documents are untouched)")
+    return vectors
+
+
+class NpyRows:
+    """Rows of a 2-D ``.npy`` file, read on demand with ``pread``.
+
+    Through a memory map each such read made a whole large page-cache folio resident in the
+    process, so after a few hundred questions most of a million-passage index counted as the
+    process's memory; ``pread`` copies just the rows asked for.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = open_random(path)
+        version = np.lib.format.read_magic(self._file)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(self._file)
+        if fortran or len(shape) != 2 or dtype.hasobject:
+            raise ValueError(f"{path.name} is not a C-ordered 2-D numeric array")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.dtype = dtype
+        self._start = self._file.tell()
+        self._row_bytes = self.shape[1] * dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def span(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi``, in one read."""
+        n = max(0, hi - lo)
+        data = pread_exact(self._file, n * self._row_bytes, self._start + lo * self._row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(n, self.shape[1])
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The given rows, in order."""
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        for i, r in enumerate(rows):
+            out[i] = self.span(int(r), int(r) + 1)[0]
+        return out
+
+
+class ArrayRows:
+    """The same reads as :class:`NpyRows` over an array already in memory."""
+
+    def __init__(self, array: np.ndarray, name: str = "vectors") -> None:
+        self._array = array
+        self.path = name
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def span(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi``."""
+        return np.asarray(self._array[lo:hi])
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The given rows, in order."""
+        return np.asarray(self._array[np.asarray(rows, dtype=np.int64)])
+
+
+class ChunkTable(Sequence[Chunk]):
+    """Passages read on demand from ``chunks.jsonl`` through their byte offsets, so a million
+    passages cost memory only for the offsets."""
+
+    def __init__(self, path: Path, offsets: np.ndarray) -> None:
+        self._offsets = offsets
+        self._file = open_random(path)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> Chunk: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Chunk]: ...
+
+    def __getitem__(self, i: int | slice) -> Chunk | list[Chunk]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return Chunk.from_json(json.loads(self.line(i)))
+
+    def line(self, i: int) -> bytes:
+        """Row ``i`` as its stored JSON line (a merge copies these without parsing them)."""
+        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+        return pread_exact(self._file, end - start, start)

@@ -1,0 +1,224 @@
+// js_on_load of the conversation (Gradio gr.HTML): runs with `element`, `server`, `watch`.
+// Markers bring their passage into view (with a way back), previews can be dismissed with
+// Escape, answers are copied, feedback is sent, and Alt+J jumps to the latest answer's markers.
+let lastMarker = null;
+const backButton = () => element.querySelector('.qa-back');
+
+const reveal = (id) => {
+  const el = document.getElementById(id);
+  if (!el) return false;
+  const box = el.closest('details');
+  if (box && !box.open) box.open = true;
+  const scroller = el.closest('.qa-scroll');
+  if (scroller && scroller.scrollHeight > scroller.clientHeight + 1) {
+    const offset = box ? box.querySelector('summary').offsetHeight + 4 : 8;
+    const top = el.getBoundingClientRect().top - scroller.getBoundingClientRect().top
+      + scroller.scrollTop - offset;
+    scroller.scrollTo({top: top, behavior: 'smooth'});
+    const r = scroller.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > window.innerHeight) {
+      scroller.scrollIntoView({block: 'nearest', behavior: 'smooth'});
+    }
+  } else {
+    el.scrollIntoView({block: 'start', behavior: 'smooth'});
+  }
+  el.classList.remove('qa-flash');
+  void el.offsetWidth;
+  el.classList.add('qa-flash');
+  setTimeout(() => el.classList.remove('qa-flash'), 1800);
+  return true;
+};
+
+const isOnScreen = (el) => {
+  const r = el.getBoundingClientRect();
+  return r.bottom > 0 && r.top < window.innerHeight;
+};
+
+// After the passage is in view: offer the way back when the marker has left the screen.
+const offerWayBack = (marker) => {
+  lastMarker = marker;
+  setTimeout(() => {
+    const b = backButton();
+    if (b && lastMarker && !isOnScreen(lastMarker)) b.hidden = false;
+  }, 700);
+};
+
+const goBack = () => {
+  const b = backButton();
+  if (b) b.hidden = true;
+  if (!lastMarker || !document.body.contains(lastMarker)) return;
+  lastMarker.scrollIntoView({block: 'center', behavior: 'smooth'});
+  lastMarker.focus({preventScroll: true});
+};
+
+const copyText = async (text) => {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch (e) {  // not a secure context (e.g. served on a LAN address over http)
+    const area = document.createElement('textarea');
+    area.value = text;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    const ok = document.execCommand('copy');
+    area.remove();
+    return ok;
+  }
+};
+
+const say = (answer, text) => {
+  const out = answer.querySelector('.qa-act-done');
+  if (out) out.textContent = text;
+};
+
+const sendFeedback = async (answer, verdict) => {
+  const data = JSON.parse(answer.dataset.feedback || '{}');
+  const form = answer.querySelector('.qa-fb-form');
+  const pick = form ? form.querySelector('select[name=right]').value : '';
+  let right = null;
+  if (verdict === 'down' && pick === 'none') right = 'none';
+  else if (verdict === 'down' && pick) {
+    right = (data.passages || []).find((p) => String(p.rank) === pick) || null;
+  }
+  const payload = {verdict: verdict, question: data.question, answer: data.answer,
+    abstained: data.abstained, cited: data.cited || [], right_passage: right,
+    note: form ? form.querySelector('textarea[name=note]').value : ''};
+  say(answer, 'Sending…');
+  try {
+    const res = await server.record_feedback(payload);
+    if (res && res.ok) {
+      say(answer, 'Thanks, feedback saved.');
+      if (form) form.hidden = true;
+    } else {
+      say(answer, 'Not saved: ' + ((res && res.error) || 'unknown error'));
+    }
+  } catch (e) {
+    say(answer, 'Not saved: the server did not answer.');
+  }
+};
+
+element.addEventListener('click', async (ev) => {
+  const a = ev.target.closest('a[href^="#src-"], a[href^="#sources-"]');
+  if (a) {
+    if (reveal(a.getAttribute('href').slice(1))) {
+      ev.preventDefault();
+      offerWayBack(a);
+    }
+    return;
+  }
+  if (ev.target.closest('.qa-back')) { goBack(); return; }
+  const copy = ev.target.closest('.qa-copy');
+  if (copy) {
+    const answer = copy.closest('.qa-a');
+    const ok = await copyText(copy.dataset.copy || '');
+    say(answer, ok ? (copy.classList.contains('qa-copy-md') ? 'Copied as Markdown.'
+      : 'Copied.') : 'Could not copy.');
+    return;
+  }
+  const fb = ev.target.closest('.qa-fb');
+  if (fb) {
+    const answer = fb.closest('.qa-a');
+    answer.querySelectorAll('.qa-fb').forEach((b) =>
+      b.setAttribute('aria-pressed', b === fb ? 'true' : 'false'));
+    const form = answer.querySelector('.qa-fb-form');
+    form.dataset.verdict = fb.dataset.verdict;
+    form.querySelector('.qa-fb-right').hidden = fb.dataset.verdict !== 'down';
+    form.hidden = false;
+    form.querySelector(fb.dataset.verdict === 'down' ? 'select' : 'textarea').focus();
+    return;
+  }
+  if (ev.target.closest('.qa-fb-cancel')) {
+    const answer = ev.target.closest('.qa-a');
+    answer.querySelector('.qa-fb-form').hidden = true;
+    answer.querySelectorAll('.qa-fb').forEach((b) => b.setAttribute('aria-pressed', 'false'));
+  }
+});
+
+element.addEventListener('submit', (ev) => {
+  const form = ev.target.closest('.qa-fb-form');
+  if (!form) return;
+  ev.preventDefault();
+  sendFeedback(form.closest('.qa-a'), form.dataset.verdict || 'up');
+});
+
+// Escape hides an open preview without moving focus (WCAG 1.4.13: dismissible).
+element.addEventListener('keydown', (ev) => {
+  if (ev.key !== 'Escape') return;
+  const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
+  if (wrap) wrap.classList.add('qa-tip-closed');
+});
+element.addEventListener('focusout', (ev) => {
+  const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
+  if (wrap) wrap.classList.remove('qa-tip-closed');
+});
+// Keep a preview inside the window and the scrolling conversation: shift it left when it would
+// run off the right edge, and show it above the marker when there is no room below.
+const placeTip = (wrap) => {
+  const tip = wrap.querySelector('.qa-tip');
+  if (!tip) return;
+  tip.style.left = '0px';
+  tip.style.top = '';
+  tip.style.bottom = '';
+  requestAnimationFrame(() => {
+    const r = tip.getBoundingClientRect();
+    const over = r.right - (document.documentElement.clientWidth - 8);
+    if (over > 0) tip.style.left = `${-Math.min(over, r.left - 8)}px`;
+    const conv = wrap.closest('.qa-conv');
+    const limit = Math.min(window.innerHeight, conv ? conv.getBoundingClientRect().bottom
+      : window.innerHeight);
+    const anchor = wrap.getBoundingClientRect();
+    if (r.bottom > limit && anchor.top - r.height - 8 > (conv ? conv.getBoundingClientRect().top
+        : 0)) {
+      tip.style.top = 'auto';
+      tip.style.bottom = 'calc(100% + 6px)';
+    }
+  });
+};
+element.addEventListener('mouseover', (ev) => {
+  const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
+  if (wrap) placeTip(wrap);
+});
+element.addEventListener('focusin', (ev) => {
+  const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
+  if (wrap) placeTip(wrap);
+});
+
+// Alt+J (from anywhere, e.g. the question box): focus the latest answer's first marker.
+const jumpToLatest = () => {
+  const latest = element.querySelector('.qa-turn.qa-latest');
+  if (!latest) return false;
+  const target = latest.querySelector('a.qa-cite') || latest.querySelector('.qa-a a, .qa-a button');
+  if (!target) return false;
+  target.scrollIntoView({block: 'center'});
+  target.focus();
+  return true;
+};
+window.qaJumpToLatest = jumpToLatest;
+if (!window.qaJumpKey) {
+  window.qaJumpKey = true;
+  document.addEventListener('keydown', (ev) => {
+    if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === 'j' || ev.key === 'J'
+        || ev.code === 'KeyJ')) {
+      if (window.qaJumpToLatest && window.qaJumpToLatest()) ev.preventDefault();
+    }
+  });
+}
+
+const toLatest = () => {
+  const conv = element.querySelector('.qa-conv');
+  if (!conv) return;
+  const b = backButton();
+  if (b) b.hidden = true;
+  lastMarker = null;
+  const turns = conv.querySelectorAll('.qa-turn');
+  const last = turns[turns.length - 1];
+  if (!last) { conv.scrollTop = 0; return; }
+  // the newest question at the top (or the end of the conversation, when it is shorter)
+  conv.scrollTop = last.getBoundingClientRect().top - conv.getBoundingClientRect().top
+    + conv.scrollTop - 12;
+};
+if (typeof watch === 'function') watch('value', () => setTimeout(toLatest, 30));
+toLatest();
