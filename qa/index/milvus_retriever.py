@@ -33,7 +33,7 @@ from ..retriever import (
     _empty_message,
 )
 from .milvus import EXACT_LIMIT, MilvusIndex
-from .update import Progress, UpdateReport
+from .update import Progress, UpdateReport, passage_means
 
 EMBED_BATCH = 64
 _SETTINGS_TTL = 10.0  # seconds a replica trusts its copy of the settings (the ANN switch)
@@ -239,10 +239,8 @@ class MilvusRetriever(Retriever):
         sv = _embed_texts(emb, sentences)
         if how == "mean":
             owner = np.repeat(np.arange(len(chunks)), [len(c.sentences) for c in chunks])
-            pv = np.zeros((len(chunks), emb.dim), np.float32)
-            np.add.at(pv, owner, sv)
-            pv /= np.maximum(np.linalg.norm(pv, axis=1, keepdims=True), 1e-12)
-            return sv, pv, len(sentences)
+            lengths = np.array([len(s) for s in sentences], np.float32)
+            return sv, passage_means(sv, owner, len(chunks), lengths), len(sentences)
         return sv, _embed_texts(emb, [c.text for c in chunks]), len(sentences) + len(chunks)
 
     def add(self, paths: Iterable[str | os.PathLike[str]], *,

@@ -72,7 +72,7 @@ def _embed(
     return out
 
 
-def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: int,
+def passage_means(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: int,
                   weights: np.ndarray) -> np.ndarray:
     """Each chunk's sentence vectors averaged, weighted by ``weights`` (sentence lengths: the
     model mean-pools a passage over its tokens, so a long sentence weighs more in it)."""
@@ -173,7 +173,7 @@ def apply_update(
             cv = _embed(embedder, passage_texts, progress, len(sent_texts), total)
         else:
             lengths = np.array([len(s) for s in sent_texts], dtype=np.float32)
-            cv = _mean_vectors(sv, sc, len(fresh), lengths)
+            cv = passage_means(sv, sc, len(fresh), lengths)
         report.embedded_texts = total
         report.embedded_chars = sum(map(len, sent_texts)) + sum(map(len, passage_texts))
 
