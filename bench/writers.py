@@ -4,7 +4,7 @@ One writer (``big``) uploads a 150 KB document over and over, its text changed e
 that every upload is embedded again (about a minute of the model's time on 2 cores); the others
 upload a tiny document and delete it again, as fast as the server lets them. A 503 with
 ``Retry-After`` is the server saying its update queue is full: counted as ``busy``, not as a
-failure, and the writer tries again after a short pause. Anything else but 200 is a failure.
+failure, and the writer tries again after the 5 s it says. Anything else but 200 is a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 SAMPLE = Path(__file__).resolve().parent.parent / "qa" / "data" / "sample"
 BIG_BYTES = 150_000
+RETRY_S = 5.0  # what the server's Retry-After says
 
 
 @dataclass
@@ -89,7 +90,7 @@ def writer_client(port: int, stats: WriterStats, stop: threading.Event, seed: in
                 stats.failures.append(f"upload {name}: {type(exc).__name__}: {exc}")
             continue
         if not _counted(stats, "upload", name, status, raw, time.perf_counter() - t0):
-            stop.wait(0.5)
+            stop.wait(RETRY_S)
             continue
         while not big and not stop.is_set():
             try:
@@ -100,7 +101,7 @@ def writer_client(port: int, stats: WriterStats, stop: threading.Event, seed: in
                 break
             if _counted(stats, "delete", name, status, raw, None) or status != 503:
                 break
-            stop.wait(0.5)
+            stop.wait(RETRY_S)
 
 
 def _counted(stats: WriterStats, what: str, name: str, status: int, raw: bytes,

@@ -6,6 +6,7 @@ Limits (question length, ``k``, upload size and type) answer with 4xx and a one-
 """
 
 
+import contextlib
 import inspect
 import os
 import re
@@ -31,6 +32,7 @@ MAX_NAME_BYTES = 200  # file systems allow 255 bytes; leave room for temporary s
 # waiting uploads had taken every request thread, and /api/ask timed out for 50 s).
 MAX_QUEUED_WRITES = 8
 RETRY_AFTER_S = 5
+UPDATE_NICENESS = 10
 
 
 def _one_line(text: str) -> str:
@@ -146,9 +148,11 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         return JSONResponse({"detail": _one_line(str(exc))}, status_code=503,
                             headers={"Retry-After": str(RETRY_AFTER_S)})
 
-    import anyio
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    write_thread = anyio.CapacityLimiter(1)
+    write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-update",
+                                      initializer=_lower_priority)
     queued_writes = 0
 
     async def in_write_queue(work: Any) -> Any:
@@ -158,7 +162,7 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
                             f"{RETRY_AFTER_S} seconds")
         queued_writes += 1  # the event loop runs one request at a time: no race here
         try:
-            return await anyio.to_thread.run_sync(work, limiter=write_thread)
+            return await asyncio.get_running_loop().run_in_executor(write_thread, work)
         finally:
             queued_writes -= 1
 
@@ -250,6 +254,14 @@ def create_app(retriever: Retriever, *, token: str | None = None) -> Any:
         return _report(report)
 
     return app
+
+
+def _lower_priority() -> None:
+    """Run the calling thread, and the threads it starts (the model's workers), at a lower CPU
+    priority: updates then take the CPU that questions leave. Linux keeps a nice value per thread
+    and new threads inherit it; elsewhere, or when not allowed, nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, 0, UPDATE_NICENESS)
 
 
 def _report(report: Any) -> dict[str, Any]:

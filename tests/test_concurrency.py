@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import socket
 import threading
@@ -389,6 +390,7 @@ class GatedEmbedder(TrigramEmbedder):
         self.writing = threading.Event()
 
     def embed_passages(self, texts: Any) -> Any:
+        self.niceness = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's, on Linux
         self.writing.set()
         assert self.gate.wait(60), "the test never opened the gate"
         return super().embed_passages(texts)
@@ -456,6 +458,7 @@ def test_a_slow_upload_and_45_more_leave_queries_answering(index: Path) -> None:
             assert status == 200 and body["passages"], body
             assert _status(f"{url}/api/health")[0] == 200
         assert not first.done()
+        assert embedder.niceness >= 10  # updates yield the CPU to questions
         embedder.gate.set()
         assert first.result(timeout=30)[0] == 200
         queued = [f.result(timeout=30) for f in more if f not in busy]

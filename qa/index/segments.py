@@ -206,7 +206,7 @@ def write_segment(
                          json.dumps(documents, ensure_ascii=False, indent=0).encode("utf-8"))
         kind = store_kind or ("flat" if n <= EXACT_LIMIT else "ivf")
         if kind != "flat":  # approximate stores are costly to build: built once, saved
-            vectors = np.load(tmp / "chunk_vectors.npy", mmap_mode="r")
+            vectors = np.load(tmp / "chunk_vectors.npy", mmap_mode="r", allow_pickle=False)
             FaissStore.build(vectors, np.arange(n), kind=kind).save(tmp / "chunks.faiss")
             del vectors
         meta: dict[str, Any] = {
