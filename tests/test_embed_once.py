@@ -1,5 +1,6 @@
-"""Indexing embeds each corpus token once by default, and a one-off question does not wait for
-onnxruntime: the choices measured in bench/indexing.py (BENCHMARKS.md), as a user sees them."""
+"""Passage vectors as sentence means (each corpus token embedded once), existing indexes keeping
+their settings, and `qa ask`'s question not waiting for onnxruntime: the choices measured in
+bench/indexing.py (BENCHMARKS.md), as a user sees them."""
 
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def _docs(folder: Path) -> Path:
     return folder
 
 
-def test_new_index_embeds_sentences_once_and_averages_them_into_passages(tmp_path: Path) -> None:
-    r = Retriever.build([_docs(tmp_path / "docs")], tmp_path / "index")
+def test_mean_passage_vectors_embed_each_sentence_once(tmp_path: Path) -> None:
+    r = Retriever.build([_docs(tmp_path / "docs")], tmp_path / "index", passage_vectors="mean")
     info = r.info()
     assert info["embedder"] == DEFAULT_EMBEDDER
     assert info["chunking"]["passage_vectors"] == "mean"
@@ -62,11 +63,11 @@ def test_new_index_embeds_sentences_once_and_averages_them_into_passages(tmp_pat
 
 def test_existing_index_keeps_its_embedder_and_passage_vectors(tmp_path: Path) -> None:
     docs = _docs(tmp_path / "docs")
-    Retriever.build([docs], tmp_path / "index", embedder="multilingual-e5-small",
-                    passage_vectors="embed")
+    Retriever.build([docs], tmp_path / "index", embedder="multilingual-e5-small-int8",
+                    passage_vectors="mean")
     (docs / "tea.txt").write_text("Green tea is steamed or pan-fired.", encoding="utf-8")
     r = Retriever.build([docs], tmp_path / "index")  # the defaults, as `qa index` passes them
     info = r.info()
-    assert info["embedder"] == "multilingual-e5-small"
-    assert info["chunking"]["passage_vectors"] == "embed"
+    assert info["embedder"] == "multilingual-e5-small-int8"
+    assert info["chunking"]["passage_vectors"] == "mean"
     assert r.last_report is not None and r.last_report.added == ["tea.txt"]

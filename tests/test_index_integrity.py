@@ -253,7 +253,7 @@ def _flip(text: str, needle: str) -> str:
     return text[:i] + chr(ord(text[i]) ^ 1) + text[i + 1 :]
 
 
-@pytest.mark.parametrize("needle", ['"test-trigram', '"passage_vectors": "mean', '"dim": 6'])
+@pytest.mark.parametrize("needle", ['"test-trigram', '"passage_vectors": "embed', '"dim": 6'])
 def test_a_flipped_bit_in_the_manifest_is_caught(
     corpus: Path, tmp_path: Path, needle: str
 ) -> None:
