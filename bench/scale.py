@@ -155,9 +155,9 @@ def probe(index: Path, questions: list[str], work: Path) -> dict[str, Any]:
     return out
 
 
-def add_one(index: Path, work: Path) -> dict[str, Any]:
+def add_one(index: Path, work: Path, name: str = "frieden.txt") -> dict[str, Any]:
     """An incremental update of a large index, in a fresh process: one short document added."""
-    doc = work / "new-document" / "frieden.txt"
+    doc = work / "new-document" / name
     doc.parent.mkdir(exist_ok=True)
     doc.write_text("Ein neuer Absatz über Friedensgespräche. Er hat zwei Sätze.", "utf-8")
     p = subprocess.run([sys.executable, "-m", "bench.probe", "--add", str(index), str(doc)],

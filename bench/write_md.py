@@ -70,9 +70,12 @@ NOTES = """
   document" runs in a fresh process, so it includes loading the model and reading the document
   list (which the hash check needs); the updates in one process show the cost of the update
   itself. Small segments are merged by tiers of 10 while updating (up to 10,000 passages);
-  `qa index --optimize` merges everything into one segment (retraining IVF). Recall@10 compares
-  the retriever's top 10 with exact scoring of every live passage by the same formula
-  (0.3 · passage cosine + 0.7 · best sentence cosine). Before segments (format 3), adding one
+  `qa index --optimize` merges everything into one segment (retraining IVF). Recall@10 is the FAISS
+  table's "re-scored from 100", taken through the segments: the 100 candidates of all segments'
+  stores (deleted rows excluded by a bitmap) re-scored with their float32 passage vectors,
+  against exact search over every live passage vector. (Recall of the full score, which weighs
+  the best sentence 0.7, is meaningless on the synthetic passages: their sentence vectors are
+  drawn independently of the passage vector.) Before segments (format 3), adding one
   document wrote a complete new version: 151 s and 6.4 GB at 1M passages, 18 s and 1.2 GB at
   100k.
 - **GPU**: no GPU machine was lent to this project's sessions so far, so there are no GPU figures.

@@ -98,6 +98,9 @@ class Answer:
     """Why the answer fell back (e.g. the model endpoint is down), else ``None``."""
     history_used: list[int] = field(default_factory=list)
     """Indices of the earlier turns (of the ``history`` given) the question was read with."""
+    rewritten_question: str | None = None
+    """A follow-up as the language model rewrote it to stand alone (what was searched), else
+    ``None``."""
 
     def answer_sentences(self) -> list[AnswerSentence]:
         """The sentences as shown; extractive answers: one per citation."""
@@ -120,6 +123,7 @@ class Answer:
             "sentences": [s.to_json() for s in self.answer_sentences()],
             "notice": self.notice,
             "history_used": list(self.history_used),
+            "rewritten_question": self.rewritten_question,
             "citations": [c.to_json() for c in self.citations],
             "passages": [p.to_json() for p in self.passages],
         }

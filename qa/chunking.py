@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .documents import Document
+from .errors import BadRequest
 
 # Sizes in characters. German runs at roughly 4-5 characters per model token, so 800 characters
 # stay far below the 512 tokens the embedding model reads.
@@ -144,9 +145,9 @@ class Chunker:
         self, *, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     ) -> None:
         if chunk_size < 50:
-            raise ValueError(f"chunk_size must be at least 50 characters, got {chunk_size}")
+            raise BadRequest(f"chunk_size must be at least 50 characters, got {chunk_size}")
         if not 0 <= chunk_overlap < chunk_size:
-            raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
+            raise BadRequest(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self._splitter: Any = None

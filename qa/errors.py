@@ -29,3 +29,14 @@ class BadRequest(QAError, ValueError):
 
 class EmptyCorpus(QAError):
     """Nothing could be read from the paths given."""
+
+
+def one_line(text: object, limit: int | None = None) -> str:
+    """``text`` as one line that any output can carry: whitespace runs (newlines included)
+    become one space, lone surrogates from a client become "?", and with ``limit`` the line is
+    cut to that many characters, ending in "…"."""
+    line = " ".join(str(text).split())
+    line = line.encode("utf-8", "replace").decode("utf-8")
+    if limit is not None and len(line) > limit:
+        line = line[: limit - 1].rstrip() + "…"
+    return line

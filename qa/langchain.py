@@ -35,11 +35,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "pip install 'qa-cite[langchain]'"
     ) from exc
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, field_validator
 
 from .answer import Passage
 from .embedders import Embedder
-from .retriever import DEFAULT_K, MAX_K, Retriever, check_k
+from .limits import DEFAULT_K, check_k
+from .retriever import Retriever
 
 __all__ = ["QARetriever", "passage_to_document"]
 
@@ -73,8 +74,13 @@ class QARetriever(BaseRetriever):
 
     retriever: Retriever
     """The ``qa`` retriever (one loaded index) to search."""
-    k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
+    k: int = DEFAULT_K
     """How many passages to return (1 to 50)."""
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, v: Any) -> int:
+        return check_k(v)  # the same rule as every other surface (qa.limits)
 
     @classmethod
     def from_index(

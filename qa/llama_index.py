@@ -31,7 +31,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from .answer import Passage
 from .embedders import Embedder
-from .retriever import DEFAULT_K, Retriever, check_k
+from .limits import DEFAULT_K, check_k
+from .retriever import Retriever
 
 __all__ = ["QARetriever", "passage_to_node"]
 

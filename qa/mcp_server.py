@@ -27,7 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from pydantic import Field
 
 from .errors import QAError
-from .retriever import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS, Retriever
+from .limits import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS
+from .retriever import Retriever
 
 Question = Annotated[
     str,

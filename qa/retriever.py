@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -29,11 +28,9 @@ from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexN
 from .index import IndexDir, Snapshot
 from .index.document_text import document_text
 from .index.update import Progress, UpdateReport, apply_update, rewrite
+from .limits import DEFAULT_K, check_k, clean_question
 
 PASSAGE_WEIGHT = 0.3
-MAX_QUESTION_CHARS = 2000
-MAX_K = 50
-DEFAULT_K = 5
 # Candidates fetched from each vector store before exact re-scoring.
 _SENTENCE_CANDIDATES = 64
 _PASSAGE_CANDIDATES = 32
@@ -61,33 +58,6 @@ def calibration_for(embedder: str) -> dict[str, Any]:
     return json.loads(text).get(embedder, _UNCALIBRATED)  # type: ignore[no-any-return]
 
 
-def clean_question(question: str) -> str:
-    """The question with control characters turned into spaces; BadRequest if empty or huge."""
-    if not isinstance(question, str):
-        raise BadRequest(f"question must be text, got {type(question).__name__}")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise BadRequest(
-            f"question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS})"
-        )
-    cleaned = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") else ch
-        for ch in question
-    )
-    cleaned = " ".join(cleaned.split())
-    if not cleaned:
-        raise BadRequest("question is empty")
-    return cleaned
-
-
-def check_k(k: int) -> int:
-    """``k`` as an int in ``[1, MAX_K]``, else BadRequest."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise BadRequest(f"k must be a whole number, got {k!r}")
-    if not 1 <= k <= MAX_K:
-        raise BadRequest(f"k must be between 1 and {MAX_K}, got {k}")
-    return int(k)
-
-
 class Retriever:
     """Cross-lingual retrieval and cited answers over one index directory.
 
@@ -104,7 +74,7 @@ class Retriever:
         *,
         embedder: Embedder | str | None = None,
         chunker: Chunker | None = None,
-        passage_vectors: str = "embed",
+        passage_vectors: str | None = None,
     ) -> None:
         self.index = IndexDir(index_dir)
         self._embedder_arg = embedder
@@ -132,7 +102,7 @@ class Retriever:
         *,
         embedder: Embedder | str | None = None,
         chunk_size: int | None = None,
-        passage_vectors: str = "embed",
+        passage_vectors: str | None = None,
         rebuild: bool = False,
         progress: Progress | None = None,
         milvus: str | None = None,
@@ -142,23 +112,25 @@ class Retriever:
         """Build (or incrementally update) the index in ``index_dir`` from files and folders.
 
         Documents that were indexed from these folders and no longer exist are removed.
-        ``rebuild=True`` starts from scratch (e.g. to change model or chunking). ``embedder``
-        defaults to the one the index was built with, or :data:`DEFAULT_EMBEDDER` for a new one;
-        ``passage_vectors`` (``"embed"``: passages embedded whole as well as their sentences;
-        ``"mean"``: each passage's vector is the length-weighted mean of its sentences', so every
-        token is embedded once, XQuAD R@1 about half a point lower) applies to a new index.
-        ``milvus=URI`` keeps the index in Milvus instead (collection ``collection``; ``shard="I/N"``
-        indexes only the I-th of N parts), see :mod:`qa.index.milvus_retriever`.
+        Options left out keep what an existing index was built with (a new one gets the
+        defaults); options it cannot honour without re-embedding everything (another embedder,
+        chunk size or ``passage_vectors``) raise BadRequest unless ``rebuild=True``, which
+        starts from scratch. ``milvus=URI`` keeps the index in Milvus instead (collection
+        ``collection``; ``shard="I/N"`` indexes only the I-th of N parts), see
+        :mod:`qa.index.milvus_retriever`.
         """
+        if rebuild and embedder is None:  # from scratch: the default, not the old index's model
+            embedder = DEFAULT_EMBEDDER
         if milvus:
             from .index.milvus_retriever import MilvusRetriever
 
             return MilvusRetriever.build_milvus(
-                paths, milvus, collection, embedder=embedder, chunk_size=chunk_size,
-                passage_vectors=passage_vectors, rebuild=rebuild, progress=progress, shard=shard)
+                paths, milvus, collection, embedder=embedder or DEFAULT_EMBEDDER,
+                chunk_size=chunk_size, passage_vectors=passage_vectors or "embed",
+                rebuild=rebuild, progress=progress, shard=shard)
         if index_dir is None or shard is not None:
             raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
-        chunker = Chunker(chunk_size=chunk_size) if chunk_size else None
+        chunker = Chunker(chunk_size=chunk_size) if chunk_size is not None else None
         r = cls(index_dir, embedder=embedder, chunker=chunker, passage_vectors=passage_vectors)
         r.last_report = r.sync(paths, rebuild=rebuild, progress=progress)
         return r
@@ -207,6 +179,24 @@ class Retriever:
                 f"{self.index.path} --embedder {name} --rebuild`"
             )
 
+    def _check_chunking(self, built: dict[str, Any]) -> None:
+        """Refuse, rather than silently ignore, options the existing index was not built with:
+        honouring them means re-embedding every document."""
+        asked: dict[str, Any] = {}
+        if self._chunker is not None:
+            asked["chunk_size"] = self._chunker.chunk_size
+        if self._passage_vectors is not None:
+            asked["passage_vectors"] = self._passage_vectors
+        built = {"passage_vectors": "embed", **built}
+        for key, value in asked.items():
+            if built.get(key) != value:
+                option = "--" + key.replace("_", "-")
+                raise BadRequest(
+                    f"index {self.index.path} was built with {option} {built.get(key)}, not "
+                    f"{value}; to change it, re-embed everything: `qa index PATH... --index "
+                    f"{self.index.path} {option} {value} --rebuild`"
+                )
+
     @property
     def embedder(self) -> Embedder:
         """The embedding model (loaded lazily: loading costs time and memory)."""
@@ -252,13 +242,15 @@ class Retriever:
         if self.index.exists() and not rebuild:
             snap = self.index.read()
             self._check_embedder_name(snap.embedder)
+            self._check_chunking(snap.manifest["chunking"])
             return snap
         embedder = self.embedder
         chunker = self._chunker or Chunker()
         manifest = {
             "embedder": embedder.name,
             "dim": embedder.dim,
-            "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors},
+            "chunking": {**chunker.settings,
+                         "passage_vectors": self._passage_vectors or "embed"},
         }
         return Snapshot.empty(manifest)
 
@@ -310,7 +302,7 @@ class Retriever:
     def optimize(self) -> None:
         """Merge the index's segments into one, dropping deleted passages (``qa index
         --optimize``): answering then searches one structure, rebuilt for the whole index."""
-        with self._write_lock, self.index.lock(wait=30.0):
+        with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             rewrite(self.index, self.index.read())
             self._snapshot = None
 
@@ -319,7 +311,7 @@ class Retriever:
     ) -> UpdateReport:
         """Add or update the documents at ``paths`` (files or folders). Unreadable files are
         skipped and listed in the report; nothing already indexed is lost."""
-        paths = list(paths)
+        paths = _given_paths(paths)
         docs, skipped = load_documents(paths)
         if not docs and not self.index.exists():
             raise EmptyCorpus(_empty_message(paths, skipped))
@@ -343,7 +335,7 @@ class Retriever:
     ) -> UpdateReport:
         """Make the index match ``paths``: add new, replace changed, and remove documents that
         were indexed from these folders but are gone. Unreadable files keep their old version."""
-        roots = [Path(p) for p in paths]
+        roots = _given_paths(paths)
         docs, skipped = load_documents(roots)
         if not docs and (rebuild or not self.index.exists()):
             raise EmptyCorpus(_empty_message(roots, skipped))
@@ -446,6 +438,17 @@ class Retriever:
             question, answer_text(citations), False, passages, citations, confidence, features
         )
 
+
+
+def _given_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """``paths`` as Paths; an empty string is refused rather than read as ``.`` (which made
+    ``qa index ""`` index the whole current folder)."""
+    out = []
+    for p in paths:
+        if not os.fspath(p).strip():
+            raise BadRequest("an empty path was given; name a file or folder ('.' for this one)")
+        out.append(Path(p))
+    return out
 
 
 def _empty_message(paths: Sequence[Any], skipped: list[Any]) -> str:

@@ -61,7 +61,8 @@ def test_ask_json_prints_exactly_one_object_and_imports_nothing_heavy(sample_ind
     assert "HEAVY" not in p.stderr
     obj = json.loads(p.stdout)
     assert list(obj) == ["question", "answer", "abstained", "confidence", "mode", "model",
-                         "sentences", "notice", "history_used", "citations", "passages"]
+                         "sentences", "notice", "history_used", "rewritten_question",
+                         "citations", "passages"]
     assert obj["mode"] == "extractive" and obj["model"] is None and obj["notice"] is None
     assert [x["rank"] for x in obj["passages"]] == [1, 2, 3]
     assert set(obj["passages"][0]) == {"rank", "doc_id", "title", "start", "end", "text", "score",

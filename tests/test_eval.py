@@ -472,7 +472,8 @@ def test_render_html_escapes_everything_and_is_self_contained() -> None:
     assert "<script" not in page.lower()
     assert "<img" not in page and "<i>title</i>" not in page and "<b>beta" not in page
     assert "<svg" in page and page.count("<svg") == 4
-    assert "<link" not in page.lower() and "@import" not in page and "url(" not in page
+    assert "<link" not in page.lower() and "@import" not in page
+    assert not re.search(r"url\(\s*['\"]?(?!#)", page)  # only references inside the page
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
     assert not re.search(r"https?://", page)
 
@@ -481,10 +482,11 @@ def test_render_html_threshold_line_only_when_it_can_be_inferred() -> None:
     page = render_html(report_run())
     # the lowest answered confidence is 0.65 and two abstentions lie below it
     assert "threshold 0.650" in page
-    assert page.count('class="mark"') == 4  # both confidence plots, and p50/p95 of latency
+    assert len(re.findall(r'id="\w+-mark-\d"', page)) == 4  # both confidence plots, p50/p95
     rows = [r for r in report_run().rows if not r["abstained"]]
     page = render_html(EvalRun(rows, summarize(rows, 5), {}))
-    assert "threshold 0." not in page and page.count('class="mark"') == 2  # p50, p95 only
+    assert "threshold 0." not in page
+    assert re.findall(r'id="(\w+)-mark-\d"', page) == ["latency", "latency"]  # p50, p95 only
     assert "dashed: abstention threshold" not in page
     # an abstention above the lowest answered confidence (no citations): nothing to infer
     rows = [r for r in report_run().rows if r["id"] in ("ok1", "u-bad")] + [
@@ -502,3 +504,15 @@ def test_render_html_without_failures_or_rows() -> None:
     assert failure_ids(page) == [] and "No failures" in page
     page = render_html(EvalRun([], summarize([], 5), {}))
     assert "<html" in page and "No failures" in page
+
+
+def test_render_html_without_matplotlib_says_how_to_get_the_charts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    page = render_html(report_run())
+    assert "<svg" not in page
+    assert page.count("pip install &#x27;qa-cite[eval]&#x27;") == 4
+    assert failure_ids(page) == ["xss", "miss", "shy", "u-bad"]  # the rest is all there

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from qa import Retriever
-from qa.errors import EmbedderMismatch, IndexNotFound
+from qa.errors import BadRequest, EmbedderMismatch, IndexNotFound
 from tests.conftest import REPO, SAMPLE, TrigramEmbedder
 
 pytest.importorskip("pymilvus")
@@ -67,6 +67,26 @@ def test_info_and_documents_come_from_milvus(both: tuple[Retriever, Retriever]) 
         assert b[key] == a[key], key
     assert b["backend"] == "milvus" and b["vector_index"] == "FLAT"
     assert milvus.documents() == faiss.documents()
+
+
+def test_document_text_comes_back_whole(both: tuple[Retriever, Retriever], tmp_path: Path,
+                                        corpus: Path) -> None:
+    faiss, milvus = both
+    doc = "istanbul-peace-talks.de.txt"
+    assert milvus.document_text(doc) == faiss.document_text(doc) == \
+        (SAMPLE / doc).read_text("utf-8")
+    # without its source file, it is put together from the passages in Milvus
+    r = Retriever.build([corpus], embedder=TrigramEmbedder(), milvus=str(tmp_path / "t.db"))
+    text = (corpus / "rivers.md").read_text("utf-8")
+    (corpus / "rivers.md").unlink()
+    rebuilt = r.document_text("rivers.md")
+    assert len(rebuilt) == len(text.rstrip()) or len(rebuilt) == len(text)
+    for p in r.ask("Which river rises in the Swiss Alps?", 3).passages:
+        if p.doc_id == "rivers.md":
+            assert rebuilt[p.start:p.end] == p.text
+    with pytest.raises(BadRequest, match="no document"):
+        r.document_text("nope.txt")
+    assert r.snapshot().documents["cats.txt"]["source"].endswith("cats.txt")
 
 
 def test_a_second_retriever_reads_everything_from_milvus(

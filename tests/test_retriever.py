@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qa import BadRequest, EmptyCorpus, Retriever
-from qa.retriever import MAX_QUESTION_CHARS, clean_question
+from qa.limits import MAX_QUESTION_CHARS, clean_question
 
 from .conftest import TrigramEmbedder
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qa import BadRequest, QAError, Retriever
-from qa.api import MAX_UPLOAD_BYTES, create_app, safe_upload_name, store_upload
+from qa.api import create_app
 from qa.documents import SUPPORTED_SUFFIXES
 from qa.ui.actions import ChatActions, answer_payload, upload_message
 from qa.ui.render import (
@@ -38,6 +38,7 @@ from qa.ui.render import (
     render_upload_status,
 )
 from qa.ui.server import DEFAULT_HOST, check_host, create_server_app, serve
+from qa.uploads import MAX_UPLOAD_BYTES, safe_upload_name, store_upload
 
 from .conftest import REPO, TrigramEmbedder
 
@@ -334,11 +335,13 @@ def test_http_upload_limits(retriever: Retriever, monkeypatch: pytest.MonkeyPatc
     assert big.status_code == 400 and "too large" in big.json()["detail"]
     bad = c.post("/api/documents", files=[("files", ("run.sh", b"rm -rf /", "text/plain"))])
     assert bad.status_code == 400 and "unsupported file type" in bad.json()["detail"]
-    # two files of one name in one request (this used to answer 500)
+    # two files of one name in one request (this used to answer 500): both kept, as the chat does
     two = c.post("/api/documents", files=[("files", ("same.txt", b"One.", "text/plain")),
                                           ("files", ("same.txt", b"Two.", "text/plain"))])
     assert two.status_code == 200, two.text
-    assert (retriever.index.path / "uploads" / "same.txt").read_bytes() == b"Two."
+    assert sorted(two.json()["added"]) == ["same-2.txt", "same.txt"]
+    assert (retriever.index.path / "uploads" / "same.txt").read_bytes() == b"One."
+    assert (retriever.index.path / "uploads" / "same-2.txt").read_bytes() == b"Two."
     # the whole request is limited too: nothing is spooled beyond it
     import qa.api
 

@@ -14,9 +14,10 @@ import pytest
 
 from qa.embedders import DEFAULT_EMBEDDER
 from qa.errors import QAError
-from qa.ui.actions import ChatActions, upload_dir_for
+from qa.ui.actions import ChatActions
 from qa.ui.render import render_conversation, render_index, render_sources
 from qa.ui.server import check_host, is_loopback, parse_auth, serve
+from qa.uploads import upload_dir_for
 from tests.conftest_ui import REPO, UIServer, doc_count, ui_server  # noqa: F401
 
 pytestmark = [  # noise from gradio's queue under pandas 3

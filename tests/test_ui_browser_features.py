@@ -188,7 +188,10 @@ def test_conversations_survive_a_reload(page) -> None:  # noqa: F811
     page.locator(f"#qa-history li:has-text('{QUESTION}') .qa-conv-del").click()
     page.wait_for_selector("#qa-chat .qa-welcome")
     page.reload()
-    page.wait_for_selector("#qa-history .qa-count")
+    # the page starts with an empty list; the browser's copy then shows the one left
+    page.wait_for_function(
+        "() => document.querySelector('#qa-history .qa-count')?.textContent === '1'")
+    page.wait_for_timeout(1000)
     assert page.inner_text("#qa-history .qa-count") == "1"
     stored = page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('qa-'))")
     assert len(stored) == 1  # kept in this browser's storage

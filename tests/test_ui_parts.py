@@ -116,8 +116,11 @@ def test_conversations_open_delete_and_survive_garbage() -> None:
     assert convs.current_turns(s) == []
     s = convs.with_turns(s, [{"q": "other topic", "result": {"answer": "B"}}])
     assert [c["title"] for c in s["conversations"]] == ["other topic", "first?"]
-    reloaded = convs.without_pending(s)
-    assert [t["q"] for t in convs.current_turns(convs.opened(reloaded, first))] == ["first?"]
+    reloaded = convs.without_stale(s)  # "second?" was asked at time 0: long ago
+    again = convs.current_turns(convs.opened(reloaded, first))
+    assert [t["q"] for t in again] == ["first?", "second?"] and "Not answered" in again[1]["error"]
+    fresh = convs.with_turns(s, [{"q": "now?", "pending": True, "since": 1000.0}])
+    assert convs.current_turns(convs.without_stale(fresh, now=1010.0))[0]["pending"]
     s = convs.deleted(reloaded, s["current"])
     assert s["current"] is None and [c["id"] for c in s["conversations"]] == [first]
     assert convs.checked({"conversations": [{"id": 3}, "x", {"turns": []}]}) == {

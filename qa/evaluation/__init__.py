@@ -174,7 +174,17 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "latency_ms_p50": round(_percentile(latencies, 50), 2),
         "latency_ms_p95": round(_percentile(latencies, 95), 2),
         "hit_curve": hit_curve,
+        **_generated_metrics(rows),
     }
+
+
+def _generated_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Citation precision/recall, supported share... for runs with a language model."""
+    if not any(r.get("generation") for r in rows):
+        return {}
+    from ..generation.metrics import summarize_generated
+
+    return summarize_generated(rows)
 
 
 @dataclass
@@ -192,13 +202,17 @@ def run(
     *,
     k: int = 5,
     progress: Callable[[int, int], None] | None = None,
+    answerer: Any = None,
 ) -> EvalRun:
-    """Ask every question, judge the answers, and summarise (also per question language)."""
+    """Ask every question, judge the answers, and summarise (also per question language).
+    With ``answerer`` (a :class:`qa.generation.ModelAnswerer`) a language model writes the
+    answers, and the run also reports citation precision/recall of its sentences."""
     retriever.ask("warm-up")  # load the model outside the timed questions
+    ask = answerer.ask if answerer is not None else retriever.ask
     rows: list[dict[str, Any]] = []
     for n, q in enumerate(questions, start=1):
         t0 = time.perf_counter()
-        answer = retriever.ask(q.question, k)
+        answer = ask(q.question, k)
         latency = (time.perf_counter() - t0) * 1000
         result = answer.to_json()
         rows.append({
@@ -211,6 +225,10 @@ def run(
             "latency_ms": round(latency, 2),
             "verdict": judge(q, result, k),
         })
+        if answerer is not None:
+            from ..generation.metrics import judge_generated
+
+            rows[-1]["generation"] = judge_generated(result, answerer.checker, q.lang)
         if progress:
             progress(n, len(questions))
     summary = summarize(rows, k)
@@ -241,8 +259,10 @@ def save(result: EvalRun, out: str | Path, *, questions_path: str = "") -> Path:
 
 
 METRICS = ("hit@1", "hit@k", "mrr", "ndcg@k", "answer_hit@k", "abstained_unanswerable",
-           "wrongly_abstained", "latency_ms_p50", "latency_ms_p95")
-LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95"}
+           "wrongly_abstained", "latency_ms_p50", "latency_ms_p95", "generated_share",
+           "fallback_rate", "supported_share", "citation_precision", "citation_recall",
+           "language_match")
+LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95", "fallback_rate"}
 
 
 def compare(a: str | Path, b: str | Path) -> dict[str, Any]:

@@ -1,16 +1,19 @@
 """Formatting evaluation results: terminal tables and the self-contained HTML report.
 
 The HTML report is one file with no external resources (no scripts, stylesheets or fonts
-fetched from anywhere); its plots are inline SVG drawn here. Every piece of text that comes
-from questions, documents or answers is escaped with :func:`html.escape`.
+fetched from anywhere); its charts are inline SVG drawn by matplotlib (:mod:`.plots`). Every
+piece of text that comes from questions, documents or answers is escaped with
+:func:`html.escape`.
 """
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ..errors import one_line
+from .plots import PALETTE, histogram, hit_curve
 
 if TYPE_CHECKING:
     from . import EvalRun
@@ -22,8 +25,23 @@ ROWS = [("hit@1", "document at rank 1"), ("hit@k", "document in top k"), ("mrr",
         ("abstained_unanswerable", "unanswerable: abstained"),
         ("wrongly_abstained", "answerable: wrongly abstained"),
         ("latency_ms_p50", "latency p50 (ms)"), ("latency_ms_p95", "latency p95 (ms)")]
+# Shown only for runs whose answers a language model wrote (qa eval --llm-url).
+GENERATED_ROWS = [("generated_share", "answered by the model"),
+                  ("fallback_rate", "model answer replaced (fallback)"),
+                  ("supported_share", "generated sentences supported"),
+                  ("citation_precision", "citation precision"),
+                  ("citation_recall", "citation recall"),
+                  ("language_match", "answer in the question's language")]
 _LATENCY = {"latency_ms_p50", "latency_ms_p95"}
-_LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95"}
+_LOWER_IS_BETTER = {"wrongly_abstained", "latency_ms_p50", "latency_ms_p95", "fallback_rate"}
+
+
+def _rows(*summaries: dict[str, Any]) -> list[tuple[str, str]]:
+    """Today's metric rows, plus the generated-answer ones when a summary holds them."""
+    generated = any(s.get("supported_share") is not None or s.get("generated_share") is not None
+                    for s in summaries)
+    return ROWS + (GENERATED_ROWS if generated else [])
+_E = html.escape
 
 
 # -- terminal ----------------------------------------------------------------------------
@@ -68,7 +86,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     body = [[label] + [_fmt(s.get(key), key) for s in groups.values()]
             for key, label in COUNTS if key in summary]
     body += [[_label(label, k)] + [_fmt(s.get(key), key) for s in groups.values()]
-             for key, label in ROWS]
+             for key, label in _rows(summary)]
     return "\n".join(_table(["metric", *groups], body))
 
 
@@ -99,16 +117,13 @@ def _state(s: dict[str, Any]) -> str:
         "abstained" if s.get("abstained") else "answered")
 
 
-def _short(text: str, n: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def format_compare(diff: dict[str, Any], a: str, b: str) -> str:
     """Run A vs run B: each metric with its change, then the questions that changed."""
     lines = [f"A: {a}", f"B: {b}", ""]
     body = []
-    for key, label in ROWS:
+    rows = _rows({k: m.get("a") for k, m in diff["metrics"].items()},
+                 {k: m.get("b") for k, m in diff["metrics"].items()})
+    for key, label in rows:
         m = diff["metrics"].get(key, {})
         change, verdict = _delta(key, m.get("a"), m.get("b"))
         body.append([label, _fmt(m.get("a"), key), _fmt(m.get("b"), key), change, verdict])
@@ -123,7 +138,7 @@ def format_compare(diff: dict[str, Any], a: str, b: str) -> str:
         width = max(len(str(e["id"])) for e in entries)
         for e in entries:
             lines.append(f"  {str(e['id']).ljust(width)}  {_state(e['a'])} -> {_state(e['b'])}"
-                         f"  {_short(e.get('question', ''), 70)}")
+                         f"  {one_line(e.get('question', ''), 70)}")
     for key, name in (("only_in_a", "A"), ("only_in_b", "B")):
         ids = diff.get(key) or []
         if ids:
@@ -132,144 +147,7 @@ def format_compare(diff: dict[str, Any], a: str, b: str) -> str:
     return "\n".join(lines)
 
 
-# -- HTML: inline SVG plots ---------------------------------------------------------------
-
-_PALETTE = ["#1f5fa8", "#d1495b", "#2a9d8f", "#e09f3e", "#6a4c93", "#8d6e63", "#3d5a80"]
-_W, _H = 440, 240
-_M = {"l": 44, "r": 12, "t": 30, "b": 36}
-_E = html.escape
-
-
-def _num(x: float) -> str:
-    if x == int(x) and abs(x) < 1e6:
-        return str(int(x))
-    return f"{x:.2f}" if abs(x) < 10 else f"{x:.0f}"
-
-
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    step = (hi - lo) / (n - 1)
-    return [lo + i * step for i in range(n)]
-
-
-def _frame(title: str, xlabel: str, ylabel: str, xs: Sequence[float], x0: float, x1: float,
-           ys: Sequence[float], y0: float, y1: float, inner: list[str],
-           legend: list[tuple[str, str]]) -> str:
-    """An SVG with axes, ticks, labels and legend around ``inner`` (already in pixels)."""
-    pw, ph = _W - _M["l"] - _M["r"], _H - _M["t"] - _M["b"]
-    def px(x: float) -> float:
-        return _M["l"] + (x - x0) / ((x1 - x0) or 1) * pw
-    def py(y: float) -> float:
-        return _M["t"] + ph - (y - y0) / ((y1 - y0) or 1) * ph
-    out = [f'<svg class="plot" viewBox="0 0 {_W} {_H}" role="img" aria-label="{_E(title)}">',
-           f"<title>{_E(title)}</title>"]
-    for y in ys:
-        out.append(f'<line x1="{_M["l"]}" x2="{_W - _M["r"]}" y1="{py(y):.1f}" '
-                   f'y2="{py(y):.1f}" class="grid"/>')
-        out.append(f'<text x="{_M["l"] - 5}" y="{py(y) + 3.5:.1f}" text-anchor="end" '
-                   f'class="tick">{_E(_num(y))}</text>')
-    for x in xs:
-        out.append(f'<text x="{px(x):.1f}" y="{_H - _M["b"] + 14}" text-anchor="middle" '
-                   f'class="tick">{_E(_num(x))}</text>')
-    out.extend(inner)
-    base = _M["t"] + ph
-    out.append(f'<line x1="{_M["l"]}" x2="{_W - _M["r"]}" y1="{base}" y2="{base}" '
-               f'class="axis"/>')
-    out.append(f'<text x="{_M["l"] + pw / 2:.1f}" y="{_H - 6}" text-anchor="middle" '
-               f'class="lab">{_E(xlabel)}</text>')
-    out.append(f'<text transform="translate(11 {_M["t"] + ph / 2:.1f}) rotate(-90)" '
-               f'text-anchor="middle" class="lab">{_E(ylabel)}</text>')
-    x = _M["l"]
-    for name, color in legend:
-        out.append(f'<rect x="{x}" y="10" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{x + 14}" y="19" class="leg">{_E(name)}</text>')
-        x += 24 + 6.5 * len(name)
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _histogram(title: str, series: list[tuple[str, list[float], str]], lo: float, hi: float,
-               xlabel: str, *, bins: int = 20,
-               marks: Sequence[tuple[float, str]] = ()) -> str:
-    """Side-by-side histogram bars of each series over [lo, hi], with vertical marker lines."""
-    if not any(vals for _, vals, _ in series):
-        return f'<p class="muted">{_E(title)}: no data.</p>'
-    if hi <= lo:
-        hi = lo + 1.0
-    width = (hi - lo) / bins
-    counts = []
-    for _, vals, _ in series:
-        c = [0] * bins
-        for v in vals:
-            c[min(bins - 1, max(0, int((v - lo) / width)))] += 1
-        counts.append(c)
-    top = max(max(c) for c in counts)
-    ymax = max(1, top)
-    ys = sorted({0, ymax} | ({round(ymax / 2)} if ymax >= 4 else set()))
-    pw, ph = _W - _M["l"] - _M["r"], _H - _M["t"] - _M["b"]
-    bw = pw / bins
-    sub = bw * 0.86 / len(series)
-    inner = []
-    for s, ((name, _, color), c) in enumerate(zip(series, counts)):
-        for i, n in enumerate(c):
-            if not n:
-                continue
-            h = n / ymax * ph
-            x = _M["l"] + i * bw + bw * 0.07 + s * sub
-            a, b = lo + i * width, lo + (i + 1) * width
-            inner.append(f'<rect x="{x:.1f}" y="{_M["t"] + ph - h:.1f}" width="{sub:.1f}" '
-                         f'height="{h:.1f}" fill="{color}"><title>{_E(name)}: {n} in '
-                         f'[{a:.3g}, {b:.3g})</title></rect>')
-    for value, label in marks:
-        if lo <= value <= hi:
-            x = _M["l"] + (value - lo) / (hi - lo) * pw
-            inner.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_M["t"] - 4}" '
-                         f'y2="{_M["t"] + ph}" class="mark"/>')
-            inner.append(f'<text x="{x + 3:.1f}" y="{_M["t"] + 6}" class="marklab">'
-                         f'{_E(label)}</text>')
-    legend = [(f"{name} ({len(vals)})", color) for name, vals, color in series]
-    return _frame(title, xlabel, "questions", _ticks(lo, hi), lo, hi, ys, 0, ymax, inner,
-                  legend)
-
-
-def _hit_curve_plot(groups: dict[str, dict[str, Any]]) -> str:
-    curves = []
-    for i, (name, s) in enumerate(groups.items()):
-        curve = s.get("hit_curve") or {}
-        pts = sorted((int(j), v) for j, v in curve.items() if v is not None)
-        if pts:
-            curves.append((name, pts, "#333333" if name == "all" else
-                           _PALETTE[(i - 1) % len(_PALETTE)]))
-    if not curves:
-        return '<p class="muted">hit@k curve: no answerable questions.</p>'
-    kmax = max(j for _, pts, _ in curves for j, _ in pts)
-    lowest = min(v for _, pts, _ in curves for _, v in pts)
-    y0 = max(0.0, math.floor((lowest - 0.05) * 10) / 10)
-    pw, ph = _W - _M["l"] - _M["r"], _H - _M["t"] - _M["b"]
-    def px(j: int) -> float:
-        return _M["l"] + 8 + (j - 1) / max(1, kmax - 1) * (pw - 16)
-    def py(v: float) -> float:
-        return _M["t"] + ph - (v - y0) / ((1.0 - y0) or 1) * ph
-    inner = []
-    for name, pts, color in curves:
-        path = " ".join(f"{px(j):.1f},{py(v):.1f}" for j, v in pts)
-        inner.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
-                     f'stroke-width="2"/>')
-        for j, v in pts:
-            inner.append(f'<circle cx="{px(j):.1f}" cy="{py(v):.1f}" r="3.2" fill="{color}">'
-                         f'<title>{_E(name)}: hit@{j} = {v:.3f}</title></circle>')
-    # x ticks are drawn by _frame with a linear scale; map ranks onto it
-    ticks = []
-    for j in range(1, kmax + 1):
-        ticks.append(f'<text x="{px(j):.1f}" y="{_H - _M["b"] + 14}" text-anchor="middle" '
-                     f'class="tick">{j}</text>')
-    inner.extend(ticks)
-    ys = _ticks(y0, 1.0, 5 if y0 <= 0.6 else 3)
-    legend = [(name, color) for name, _, color in curves]
-    return _frame("hit@j: answerable questions whose document is in the top j", "j (document rank)",
-                  "hit rate", [], 0, 1, ys, y0, 1.0, inner, legend)
-
+# -- HTML -------------------------------------------------------------------------------
 
 def _threshold(result: EvalRun, rows: list[dict[str, Any]]) -> float | None:
     """The abstention threshold: from the run info if given, else inferred from the rows.
@@ -316,9 +194,7 @@ tr.sep td{border-bottom:2px solid var(--line)}
 figure{margin:0;padding:10px 12px;border:1px solid var(--line);border-radius:8px}
 figcaption{font-size:12.5px;color:var(--muted);margin-top:4px}
 svg.plot{width:100%;height:auto;display:block}
-svg .grid{stroke:#eef0f3}svg .axis{stroke:#9aa1ac}svg .tick{font-size:10px;fill:#6b7280}
-svg .lab{font-size:11px;fill:#4b5563}svg .leg{font-size:11px;fill:#1d2330}
-svg .mark{stroke:#111;stroke-dasharray:4 3}svg .marklab{font-size:10px;fill:#111}
+svg.plot text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 .fail{border:1px solid var(--line);border-left:4px solid var(--bad);border-radius:6px;
 padding:10px 14px;margin:12px 0}
 .fail .q{font-size:15px;font-weight:600;margin:2px 0 6px}
@@ -351,7 +227,7 @@ def _summary_table(summary: dict[str, Any]) -> str:
         cls = ' class="sep"' if i == len(COUNTS) - 1 else ""
         cells = "".join(f"<td>{_E(_fmt(s.get(key), key))}</td>" for s in groups.values())
         out.append(f"<tr{cls}><td>{_E(label)}</td>{cells}</tr>")
-    for key, label in ROWS:
+    for key, label in _rows(summary):
         cells = "".join(_metric_cell(key, s.get(key)) for s in groups.values())
         out.append(f"<tr><td>{_E(_label(label, k))}</td>{cells}</tr>")
     out.append("</tbody></table>")
@@ -377,7 +253,7 @@ def failure_reasons(row: dict[str, Any]) -> list[str]:
 
 
 def _snippet(text: str, n: int = 200) -> str:
-    return _short(text, n)
+    return one_line(text, n)
 
 
 def _failure(row: dict[str, Any], reasons: list[str]) -> str:
@@ -416,7 +292,7 @@ def _failure(row: dict[str, Any], reasons: list[str]) -> str:
             f'<div class="q">{_E(str(row.get("question", "")))}</div><dl>{dl}</dl>'
             f'<h3>retrieved instead</h3>{passages}'
             f'<h3 style="margin-top:8px">answer ({state})</h3>'
-            f'<div class="answer">{_E(_short(answer, 800))}</div></div>')
+            f'<div class="answer">{_E(one_line(answer, 800))}</div></div>')
 
 
 def _all_questions(rows: list[dict[str, Any]]) -> str:
@@ -471,22 +347,23 @@ def render_html(result: EvalRun, title: str = "") -> str:
                  (("latency_ms_p50", "p50"), ("latency_ms_p95", "p95"))
                  if isinstance(summary.get(key), (int, float))]
     plots = [
-        (_histogram("confidence: answered vs abstained",
-                    [("answered", answered, _PALETTE[0]), ("abstained", abstained, _PALETTE[1])],
-                    lo, hi, "confidence", marks=marks),
+        (histogram("confidence: answered vs abstained",
+                   [("answered", answered, PALETTE[0]), ("abstained", abstained, PALETTE[1])],
+                   lo, hi, "confidence", marks=marks, gid="answered"),
          "Confidence of answered and abstained questions"
          + (" (dashed: abstention threshold)" if marks else "") + "."),
-        (_histogram("confidence: answerable vs unanswerable",
-                    [("answerable", answerable, _PALETTE[2]),
-                     ("unanswerable", unanswerable, _PALETTE[3])],
-                    lo, hi, "confidence", marks=marks),
+        (histogram("confidence: answerable vs unanswerable",
+                   [("answerable", answerable, PALETTE[2]),
+                    ("unanswerable", unanswerable, PALETTE[3])],
+                   lo, hi, "confidence", marks=marks, gid="answerable"),
          ("Confidence of questions the documents answer and of those they do not; a good "
           "threshold separates the two.")),
-        (_hit_curve_plot(groups),
+        (hit_curve(groups),
          ("Share of answerable questions whose document is among the first j distinct "
           "documents retrieved.")),
-        (_histogram("latency", [("questions", latencies, _PALETTE[4])],
-                    0.0, max(latencies, default=1.0), "latency (ms)", marks=lat_marks),
+        (histogram("latency", [("questions", latencies, PALETTE[4])],
+                   0.0, max(latencies, default=1.0), "latency (ms)", marks=lat_marks,
+                   gid="latency"),
          "Time to answer each question (dashed: p50 and p95)."),
     ]
     plots_html = "".join(f"<figure>{svg}<figcaption>{_E(cap)}</figcaption></figure>"

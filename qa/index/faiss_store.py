@@ -92,7 +92,7 @@ class FaissStore:
         return cls(index, kind)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)  # type: ignore[attr-defined]
+        return int(self._index.ntotal)
 
     def search(self, queries: np.ndarray, k: int, *,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +103,7 @@ class FaissStore:
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if allowed is None:
-            scores, ids = self._index.search(q, k)  # type: ignore[attr-defined]
+            scores, ids = self._index.search(q, k)
             return scores, ids
         import faiss
 
@@ -113,7 +113,7 @@ class FaissStore:
         # (faiss's stubs lack these keyword arguments, which its SWIG classes take.)
         params = (faiss.SearchParametersIVF(sel=selector, nprobe=IVF_NPROBE)  # type: ignore[call-arg]
                   if self.kind == "ivf" else faiss.SearchParameters(sel=selector))  # type: ignore[call-arg]
-        scores, ids = self._index.search(q, k, params=params)  # type: ignore[attr-defined]
+        scores, ids = self._index.search(q, k, params=params)
         return scores, ids
 
     def save(self, path: Path) -> None:

@@ -21,7 +21,7 @@ commit. Replacing a document:
 
 Removing one marks it pending with version 0 (invisible at once), deletes its rows, then its
 row. A writer killed anywhere leaves a pending document row; :meth:`MilvusIndex.recover` (run
-before every update) finishes steps 4, so a restarted worker leaves no orphans and no
+before every update) finishes step 4 for it, so a restarted worker leaves no orphans and no
 duplicates. Readers keep only rows of the live version, and a reader that finds rows of its
 version gone (deleted by step 4 after it read the version) reads again
 (see :mod:`qa.index.milvus_retriever`). All reads are at Strong consistency, so a commit
@@ -31,8 +31,6 @@ acknowledged to one replica is seen by every replica's next query.
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,61 +42,31 @@ import numpy as np
 
 from ..chunking import Chunk
 from ..errors import IndexDamaged, IndexNotFound, QAError
+from .milvus_schema import (
+    ANN_INDEX,
+    ANN_SEARCH,
+    EXACT_LIMIT,
+    MAX_ID_BYTES,
+    MAX_TEXT_BYTES,
+    STRONG,
+    TITLE_CHARS,
+    create_collections,
+    literal,
+    milvus_client,
+    one_line,
+    row_id,
+)
 
-# Same cut-over as the FAISS folder (qa.index.faiss_store.EXACT_LIMIT): exact search up to here,
-# an approximate index above (see ANN_INDEX).
-EXACT_LIMIT = 50_000
-# HNSW rather than IVF: Milvus builds it per segment as data arrives (no training pass over all
-# vectors first), and bench/milvus.py measures recall@10 against exact search for it.
-ANN_INDEX = {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 16, "efConstruction": 200}}
-ANN_SEARCH = {"metric_type": "IP", "params": {"ef": 256}}
-EXACT_INDEX = {"index_type": "FLAT", "metric_type": "IP", "params": {}}
+__all__ = ["EXACT_LIMIT", "MilvusIndex", "PassageRow", "literal", "row_id"]
+
 SETTINGS_KEY = ""  # the documents row that holds the index settings; no document has this id
-MAX_ID_BYTES = 1024
-MAX_TEXT_BYTES = 65_535
-_TITLE_CHARS = 500
 _PAGE = 1000  # rows per query page (Milvus caps a query's result window at 16,384)
-_STRONG = "Strong"
 _FLUSH_EVERY = 200  # documents written between flushes of Milvus Lite (see flush)
-
-
-def milvus_client(uri: str) -> Any:
-    """A ``pymilvus.MilvusClient`` for ``uri`` (a ``.db`` file: Milvus Lite; else a server)."""
-    try:
-        from pymilvus import MilvusClient
-    except ImportError:
-        raise QAError("the Milvus backend needs pymilvus: pip install 'qa-cite[milvus]'") from None
-    if uri.endswith(".db"):
-        # Milvus Lite serves in this process and lacks AllocTimestamp, which pymilvus's query
-        # iterator asks for first and then does without: both sides log it, at every listing.
-        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
-        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-    token = os.environ.get("QA_MILVUS_TOKEN", "")
-    try:
-        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
-    except Exception as exc:  # pymilvus raises its own and grpc's exceptions
-        raise IndexNotFound(f"cannot connect to Milvus at {uri}: {_one_line(exc)}") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(getattr(exc, "message", None) or exc).split())[:300]
-
-
-def literal(values: Iterable[Any]) -> str:
-    """A Milvus expression list literal (JSON's quoting is Milvus's: ``\\"``, ``\\\\``)."""
-    return json.dumps(list(values), ensure_ascii=False)
-
-
-def row_id(doc_id: str, version: int, kind: str, n: int) -> int:
-    """A primary key unique to (document, version, passage or sentence number): workers on
-    different machines never collide, and a rerun gets new keys (it gets a new version)."""
-    h = hashlib.blake2b(f"{doc_id}\0{version}\0{kind}\0{n}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") & ((1 << 63) - 1)
 
 
 @dataclass(frozen=True)
 class PassageRow:
-    """A passage as stored: its chunk, vector, row id, version and sentence count."""
+    """A passage as stored: its row id, version, chunk and vector."""
 
     id: int
     version: int
@@ -154,7 +122,7 @@ class MilvusIndex:
         except QAError:
             raise
         except Exception as exc:
-            raise IndexNotFound(f"cannot reach {self.where}: {_one_line(exc)}") from exc
+            raise IndexNotFound(f"cannot reach {self.where}: {one_line(exc)}") from exc
 
     def _load(self) -> None:
         if not self._loaded:
@@ -169,56 +137,8 @@ class MilvusIndex:
     def create(self, settings: dict[str, Any]) -> dict[str, Any]:
         """Create the collections with these settings, or return the settings already there
         (several workers may start at once: the first one's settings win)."""
-        from pymilvus import DataType, MilvusClient
-
-        dim = int(settings["dim"])
-        c = self.client
-
-        def make(name: str, fields: list[tuple[str, Any, dict[str, Any]]], vec_dim: int,
-                 scalar_index: Sequence[str]) -> None:
-            if c.has_collection(name):
-                return
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            for fname, ftype, kw in fields:
-                schema.add_field(fname, ftype, **kw)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vec_dim)
-            index = c.prepare_index_params()
-            index.add_index(field_name="vector", **EXACT_INDEX)
-            for f in scalar_index:
-                index.add_index(field_name=f, index_type="INVERTED")
-            try:
-                c.create_collection(name, schema=schema, index_params=index,
-                                    consistency_level=_STRONG)
-            except Exception:  # created meanwhile by another worker
-                if not c.has_collection(name):
-                    raise
-
-        varchar = DataType.VARCHAR
-        make(self.passages_name, [
-            ("id", DataType.INT64, {"is_primary": True}),
-            ("doc_id", varchar, {"max_length": MAX_ID_BYTES}),
-            ("version", DataType.INT64, {}),
-            ("chunk_id", DataType.INT64, {}),
-            ("text", varchar, {"max_length": MAX_TEXT_BYTES}),
-            ("start", DataType.INT64, {}),
-            ("end", DataType.INT64, {}),
-            ("title", varchar, {"max_length": 4 * _TITLE_CHARS}),
-            ("sentences", DataType.JSON, {}),
-        ], dim, ["doc_id"])
-        make(self.sentences_name, [
-            ("id", DataType.INT64, {"is_primary": True}),
-            ("passage_id", DataType.INT64, {}),
-            ("doc_id", varchar, {"max_length": MAX_ID_BYTES}),
-            ("version", DataType.INT64, {}),
-            ("position", DataType.INT64, {}),
-        ], dim, ["passage_id", "doc_id"])
-        # Milvus requires a vector field in every collection; documents get a 2-d zero one.
-        make(self.documents_name, [
-            ("doc_id", varchar, {"is_primary": True, "max_length": MAX_ID_BYTES}),
-            ("version", DataType.INT64, {}),
-            ("pending", DataType.INT64, {}),
-            ("meta", DataType.JSON, {}),
-        ], 2, ["pending"])
+        create_collections(self.client, self.documents_name, self.passages_name,
+                           self.sentences_name, int(settings["dim"]))
         self._load()
         existing = self._settings_or_none()
         if existing is None:
@@ -236,7 +156,7 @@ class MilvusIndex:
 
     def _settings_or_none(self) -> dict[str, Any] | None:
         rows = self.client.query(self.documents_name, filter=f'doc_id == {literal([""])[1:-1]}',
-                                 output_fields=["meta"], consistency_level=_STRONG)
+                                 output_fields=["meta"], consistency_level=STRONG)
         return dict(rows[0]["meta"]) if rows else None
 
     def settings(self) -> dict[str, Any]:
@@ -255,10 +175,19 @@ class MilvusIndex:
         """Replace the passages' exact index by HNSW (past EXACT_LIMIT passages)."""
         c = self.client
         c.release_collection(self.passages_name)
-        c.drop_index(self.passages_name, "vector")
+        for _ in range(3):  # a dropped connection (gRPC GOAWAY) has lost a drop before
+            if "vector" not in c.list_indexes(self.passages_name):
+                break
+            c.drop_index(self.passages_name, "vector")
         index = c.prepare_index_params()
         index.add_index(field_name="vector", **ANN_INDEX)
-        c.create_index(self.passages_name, index)
+        try:
+            c.create_index(self.passages_name, index)
+        except Exception:
+            # A build longer than gRPC's keepalive gets the call retried, and the retry finds the
+            # index the first call built.
+            if c.describe_index(self.passages_name, "vector").get("index_type") != "HNSW":
+                raise
         c.load_collection(self.passages_name)
         settings = self.settings()
         self._put_document(SETTINGS_KEY, 1, 0, {**settings, "ann": True})
@@ -273,7 +202,7 @@ class MilvusIndex:
 
     def _iterate(self, collection: str, filter: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         it = self.client.query_iterator(collection, batch_size=_PAGE, filter=filter,
-                                        output_fields=fields, consistency_level=_STRONG)
+                                        output_fields=fields, consistency_level=STRONG)
         try:
             while batch := it.next():
                 yield from batch
@@ -290,6 +219,24 @@ class MilvusIndex:
                 out[row["doc_id"]] = {**row["meta"], "version": row["version"]}
         return dict(sorted(out.items()))
 
+    def documents_of(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Like :meth:`documents`, for these ids only (those that exist)."""
+        self._load()
+        rows = self.client.query(self.documents_name,
+                                 filter=f"doc_id in {literal(sorted(set(doc_ids)))}",
+                                 output_fields=["doc_id", "version", "meta"],
+                                 consistency_level=STRONG)
+        return {r["doc_id"]: {**r["meta"], "version": r["version"]}
+                for r in rows if r["version"] > 0 and r["doc_id"] != SETTINGS_KEY}
+
+    def chunks_of(self, doc_id: str, version: int) -> list[Chunk]:
+        """The passages of one version of a document, in order."""
+        rows = self.client.query(
+            self.passages_name, filter=f"doc_id == {literal([doc_id])[1:-1]} and version == "
+            f"{int(version)}", output_fields=["id"], limit=16_384, consistency_level=STRONG)
+        return sorted((p.chunk for p in self.passages([r["id"] for r in rows]).values()),
+                      key=lambda c: c.start)
+
     def live_versions(self, doc_ids: Iterable[str]) -> dict[str, int]:
         """The live version of each of these documents that exists."""
         ids = sorted(set(doc_ids))
@@ -297,7 +244,7 @@ class MilvusIndex:
         for s in range(0, len(ids), _PAGE):
             rows = self.client.query(
                 self.documents_name, filter=f"doc_id in {literal(ids[s:s + _PAGE])}",
-                output_fields=["doc_id", "version"], consistency_level=_STRONG)
+                output_fields=["doc_id", "version"], consistency_level=STRONG)
             out.update({r["doc_id"]: r["version"] for r in rows if r["version"] > 0})
         return out
 
@@ -326,7 +273,7 @@ class MilvusIndex:
             passages.append({
                 "id": pid, "vector": passage_vectors[i], "doc_id": doc_id, "version": version,
                 "chunk_id": c.chunk_id, "text": c.text, "start": c.start, "end": c.end,
-                "title": c.title[:_TITLE_CHARS], "sentences": [list(x) for x in c.sentences]})
+                "title": c.title[:TITLE_CHARS], "sentences": [list(x) for x in c.sentences]})
             for j in range(len(c.sentences)):
                 sentences.append({
                     "id": row_id(doc_id, version, "s", s), "vector": sentence_vectors[s],
@@ -409,7 +356,7 @@ class MilvusIndex:
         params = ANN_SEARCH if ann and which == "passages" else {"metric_type": "IP"}
         hits = self.client.search(name, data=[np.asarray(query, np.float32).tolist()],
                                   limit=min(limit, 16_384), output_fields=fields,
-                                  search_params=params, consistency_level=_STRONG)[0]
+                                  search_params=params, consistency_level=STRONG)[0]
         return [{"id": h["id"], "distance": h["distance"], **h["entity"]} for h in hits]
 
     def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
@@ -420,7 +367,7 @@ class MilvusIndex:
         ids = sorted(set(int(i) for i in ids))
         for s in range(0, len(ids), _PAGE):
             for r in self.client.query(self.passages_name, filter=f"id in {ids[s:s + _PAGE]}",
-                                       output_fields=fields, consistency_level=_STRONG):
+                                       output_fields=fields, consistency_level=STRONG):
                 chunk = Chunk(r["doc_id"], int(r["chunk_id"]), r["text"], int(r["start"]),
                               int(r["end"]), r["title"],
                               tuple((int(a), int(b)) for a, b in r["sentences"]))
@@ -436,7 +383,7 @@ class MilvusIndex:
             for r in self.client.query(
                     self.sentences_name, filter=f"passage_id in {ids[s:s + 200]}",
                     output_fields=["passage_id", "position", "vector"], limit=16_384,
-                    consistency_level=_STRONG):
+                    consistency_level=STRONG):
                 got.setdefault(int(r["passage_id"]), []).append((int(r["position"]), r["vector"]))
         return {p: np.asarray([v for _, v in sorted(rows, key=lambda t: t[0])],
                               dtype=np.float32).reshape(-1, dim)
@@ -448,7 +395,7 @@ class MilvusIndex:
         out = {}
         for key, name in (("passages", self.passages_name), ("sentences", self.sentences_name)):
             rows = self.client.query(name, filter="", output_fields=["count(*)"],
-                                     consistency_level=_STRONG)
+                                     consistency_level=STRONG)
             out[key] = int(rows[0]["count(*)"])
         return out
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..chunking import Chunk, Chunker
-from ..documents import Document, SkippedFile, UnreadableFile, iter_files, read_document
+from ..documents import Document, SkippedFile, iter_files, load_documents
 from ..embedders import Embedder
 from ..errors import EmbedderMismatch, EmptyCorpus, QAError
 from ..retriever import (
@@ -63,11 +63,21 @@ def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
 
 @dataclass
 class MilvusView:
-    """What ``Retriever.ask`` reads from a search: the candidate passages by row id."""
+    """What ``Retriever.ask`` reads from a search (the candidate passages by row id), and what
+    the API and :func:`~qa.index.document_text.document_text` read (``documents``)."""
 
     embedder: str
     manifest: dict[str, Any]
-    chunks: dict[int, Chunk] = field(default_factory=dict)
+    chunks: Any = field(default_factory=dict)  # row id -> Chunk; or one document's, a list
+    index: MilvusIndex | None = None
+    known: dict[str, dict[str, Any]] | None = None  # the documents, when already read
+
+    @property
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """doc_id -> title, sha256, chars, chunks, source (read when asked for)."""
+        if self.known is None:
+            self.known = self.index.documents() if self.index is not None else {}
+        return self.known
 
 
 class MilvusRetriever(Retriever):
@@ -141,7 +151,18 @@ class MilvusRetriever(Retriever):
 
     def snapshot(self) -> MilvusView:  # type: ignore[override]
         settings = self.settings()
-        return MilvusView(settings["embedder"], settings)
+        return MilvusView(settings["embedder"], settings, index=self.milvus)
+
+    def document_text(self, doc_id: str) -> str:
+        """The text of an indexed document (see :func:`qa.index.document_text.document_text`),
+        from its source file if unchanged, else put together from its passages in Milvus."""
+        from .document_text import document_text
+
+        known = self.milvus.documents_of([doc_id])
+        view = MilvusView(self.settings()["embedder"], self.settings(), known=known)
+        if doc_id in known:
+            view.chunks = self.milvus.chunks_of(doc_id, int(known[doc_id]["version"]))
+        return document_text(view, doc_id)  # type: ignore[arg-type]  # BadRequest if unknown
 
     def info(self) -> dict[str, Any]:
         s = self.settings(fresh=True)
@@ -182,7 +203,7 @@ class MilvusRetriever(Retriever):
             self._settings, self._settings_at = settings, time.monotonic()
         return settings
 
-    def _update(self, *, upsert: Sequence[Document] = (), remove: Sequence[str] = (),  # type: ignore[override]
+    def _update(self, *, upsert: Sequence[Document] = (), remove: Sequence[str] = (),
                 sources: dict[str, str] | None = None, rebuild: bool = False,
                 progress: Progress | None = None, report: UpdateReport | None = None,
                 shard: tuple[int, int] | None = None) -> UpdateReport:
@@ -255,7 +276,7 @@ class MilvusRetriever(Retriever):
     def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
         return self._update(remove=list(doc_ids))
 
-    def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,  # type: ignore[override]
+    def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,
              progress: Progress | None = None,
              shard: tuple[int, int] | None = None) -> UpdateReport:
         """Make the index match ``paths`` (only shard ``(I, N)``'s documents, if given)."""
@@ -351,17 +372,5 @@ def _embed_texts(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
 def _load(paths: Iterable[str | os.PathLike[str]],
           shard: tuple[int, int] | None) -> tuple[list[Document], list[SkippedFile]]:
     """Read the supported files under ``paths`` that belong to ``shard`` (all without one)."""
-    docs: list[Document] = []
-    skipped: list[SkippedFile] = []
-    for f, doc_id in iter_files(paths):
-        if not in_shard(doc_id, shard):
-            continue
-        if not f.exists() and not f.is_symlink():
-            skipped.append(SkippedFile(str(f), "no such file or folder"))
-            continue
-        try:
-            docs.append(read_document(f, doc_id))
-        except UnreadableFile as exc:
-            skipped.append(SkippedFile(str(f), str(exc)))
-    return docs, skipped
+    return load_documents(paths, only=lambda doc_id: in_shard(doc_id, shard))
 

@@ -42,6 +42,11 @@ class SegmentView:
         self.n_live = n - len(self.deleted_rows)
         counts = np.diff(segment.sentence_offsets)
         self.n_sentences = int(counts.sum() if self.keep is None else counts[self.keep].sum())
+        # (deleted documents are always documents of the segment)
+        self.n_documents = int(segment.meta.get("counts", {}).get("documents", -1))
+        if self.n_documents < 0:
+            self.n_documents = len(segment.documents)
+        self.n_documents -= len(deleted_docs)
 
     def local(self, i: int) -> int:
         """The segment row of this view's ``i``-th live row."""
@@ -112,7 +117,6 @@ class Snapshot:
         np.cumsum([v.n_live for v in self.views], out=self.starts[1:])
         self.chunks: Sequence[Chunk] = LiveChunks(self)
         self._documents: dict[str, dict[str, Any]] | None = None
-        self._locations: dict[str, DocumentLocation] | None = None
 
     @classmethod
     def empty(cls, manifest: dict[str, Any]) -> Snapshot:
@@ -155,12 +159,15 @@ class Snapshot:
         count = self.manifest.get("counts", {}).get("documents")
         return int(count) if isinstance(count, int) else len(self.documents)
 
-    def locations(self) -> dict[str, DocumentLocation]:
-        """Where each live document is (what an update deletes or keeps)."""
-        if self._locations is None:
-            self._locations = {d: DocumentLocation(i, m) for i, v in enumerate(self.views)
-                               for d, m in v.documents().items()}
-        return self._locations
+    def locate_document(self, doc_id: str) -> DocumentLocation | None:
+        """Where a live document is (what an update deletes or keeps), or None: a look-up in
+        each segment's list, so an update of a large index builds no list of its own."""
+        for i in range(len(self.views) - 1, -1, -1):
+            view = self.views[i]
+            meta = view.segment.documents.get(doc_id)
+            if meta is not None and doc_id not in view.deleted_docs:
+                return DocumentLocation(i, meta)
+        return None
 
     def locate(self, row: int) -> tuple[SegmentView, int]:
         """The view holding live row ``row`` and the row's number in its segment."""

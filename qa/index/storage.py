@@ -175,10 +175,11 @@ class IndexDir:
             if problem:
                 raise IndexDamaged(self._damaged(name, problem))
 
-    def verify(self, *, full: bool = True) -> tuple[str, dict[str, Any]]:
+    def verify(self, *, full: bool = True,
+               checked: frozenset[tuple[str, str]] = frozenset()) -> tuple[str, dict[str, Any]]:
         """Check every file of the live version and its segments against their checksums;
         IndexDamaged if not. ``full=False`` checks large files by sampled blocks only (what
-        loading does)."""
+        loading does); segments in ``checked`` (name, checksum), open already, are skipped."""
         version, manifest = self.read_manifest()
         if manifest["format_version"] < 4:
             verify_files(self.path / version, _legacy_meta(manifest), full=full,
@@ -186,7 +187,8 @@ class IndexDir:
             return version, manifest
         self._check_version_files(version, manifest, full=full)
         for entry in manifest["segments"]:
-            self._segment_meta(entry, full=full)
+            if (entry["name"], entry["sha256"]) not in checked:
+                self._segment_meta(entry, full=full)
         return version, manifest
 
     def _segment_meta(self, entry: dict[str, Any], *, full: bool) -> dict[str, Any]:
@@ -207,8 +209,8 @@ class IndexDir:
 
     def read(self) -> Snapshot:
         """Load the live version, verifying its files against their checksums (large ones by
-        sampled blocks). Segments already open (they never change) are reused."""
-        version, manifest = self.verify(full=False)
+        sampled blocks). Segments already open (they never change) are reused, unchecked."""
+        version, manifest = self.verify(full=False, checked=frozenset(self._open))
         vdir = self.path / version
         if manifest["format_version"] < 4:
             documents = manifest.get("documents")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,17 @@ class UpdateReport:
             parts.append(f"{len(self.skipped)} skipped")
         return ", ".join(parts)
 
+    def to_json(self) -> dict[str, Any]:
+        """The report as the HTTP API and the chat return it; skipped files by name only
+        (a server's paths are not the client's business)."""
+        return {
+            "added": list(self.added),
+            "updated": list(self.updated),
+            "unchanged": list(self.unchanged),
+            "removed": list(self.removed),
+            "skipped": [{"file": Path(s.path).name, "reason": s.reason} for s in self.skipped],
+        }
+
 
 def _embed(
     embedder: Embedder, texts: Sequence[str], progress: Progress | None, done: int, total: int
@@ -79,8 +91,8 @@ def passage_means(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: 
     sums = np.zeros((n, sentence_vectors.shape[1]), dtype=np.float32)
     np.add.at(sums, sentence_chunks, sentence_vectors * weights[:, None])
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    out: np.ndarray = sums / np.maximum(norms, 1e-12)
-    return out
+    unit: np.ndarray = sums / np.maximum(norms, 1e-12)
+    return unit
 
 
 def check_unique_ids(docs: Sequence[Document]) -> None:
@@ -118,12 +130,11 @@ def apply_update(
     if passage_vectors not in ("embed", "mean"):
         raise ValueError(f"passage_vectors must be 'embed' or 'mean', got {passage_vectors!r}")
     report = UpdateReport()
-    where = old.locations()
     sources = sources or {}
     new_docs: dict[str, Document] = {}
     moved: dict[str, str] = {}
     for doc in upsert:
-        loc = where.get(doc.doc_id)
+        loc = old.locate_document(doc.doc_id)
         if loc is not None and loc.meta["sha256"] == doc.content_hash:
             report.unchanged.append(doc.doc_id)
             # A moved folder: remember where the document is now, so that deleting it there
@@ -135,7 +146,7 @@ def apply_update(
             continue
         (report.updated if loc is not None else report.added).append(doc.doc_id)
         new_docs[doc.doc_id] = doc
-    removed = {d for d in remove if d in where and d not in new_docs}
+    removed = {d for d in remove if d not in new_docs and old.locate_document(d) is not None}
     report.removed = sorted(removed)
     if not (report.changed or force):
         return report
@@ -143,7 +154,6 @@ def apply_update(
         # A format-3 index: rewritten once as one segment, then updated like any other.
         rewrite(index, old)
         old = index.read()
-        where = old.locations()
 
     # Chunk and embed what is new.
     fresh: list[Chunk] = []
@@ -178,10 +188,10 @@ def apply_update(
         report.embedded_chars = sum(map(len, sent_texts)) + sum(map(len, passage_texts))
 
     # Deletion marks for the old rows of changed, removed and moved documents.
-    gone = removed | (set(new_docs) & set(where)) | set(moved)
+    where = {d: loc for d in removed | set(new_docs) | set(moved)
+             if (loc := old.locate_document(d)) is not None}
     marks: dict[int, tuple[list[int], set[str]]] = {}
-    for d in gone:
-        loc = where[d]
+    for d, loc in where.items():
         rows, docs = marks.setdefault(loc.view, ([], set()))
         lo, hi = loc.meta.get("rows", (0, 0))
         rows.extend(range(int(lo), int(hi)))
@@ -208,7 +218,7 @@ def _publish(index: IndexDir, old: Snapshot, views: list[SegmentView], parts: li
              report: UpdateReport) -> UpdateReport:
     """Write the new segment (if any), merge a full tier of small segments into it, publish."""
     # Fully deleted segments leave the version.
-    kept = [v for v in views if v.n_live or len(v.documents())]
+    kept = [v for v in views if v.n_live or v.n_documents]
     counts = _counts(kept)
     if parts:
         merge = inline_merge([*kept, _placeholder(parts)])
@@ -249,7 +259,7 @@ def _segment_args(dim: int, part: Part) -> dict[str, Any]:
 
 def _counts(views: list[SegmentView]) -> dict[str, int]:
     """Live documents, passages and sentences of ``views``."""
-    return {"documents": sum(len(v.documents()) for v in views),
+    return {"documents": sum(v.n_documents for v in views),
             "chunks": sum(v.n_live for v in views),
             "sentences": sum(v.n_sentences for v in views)}
 
@@ -258,7 +268,7 @@ def rewrite(index: IndexDir, old: Snapshot) -> str:
     """Merge every segment of ``old`` into one, dropping deleted rows (``qa index --optimize``,
     and the migration of format-3 indexes); returns the new version. The caller holds the lock.
     """
-    parts = [copied_part(v) for v in old.views if v.n_live or len(v.documents())]
+    parts = [copied_part(v) for v in old.views if v.n_live or v.n_documents]
     name, meta = index.write_segment(**_segment_args(old.dim, join_parts(parts)))
     entries = [SegmentEntry(name, np.zeros(0, np.int64), frozenset())]
     return index.publish(old.manifest, entries, dict(meta["counts"]))

@@ -8,38 +8,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import shutil
-import threading
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import feedback
-from ..api import discard_upload, safe_upload_name
-from ..errors import BadRequest, QAError
+from ..errors import BadRequest
+from ..limits import DEFAULT_K, check_k
+from ..uploads import Received, add_uploads, remove_documents
 
-DEFAULT_K = 5
-MAX_UI_K = 20
-MAX_API_K = 50
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UI_K = 20  # the slider's end: more passages than a side panel can show
 MAX_VIEW_HIGHLIGHTS = 50
-
-
-def upload_dir_for(retriever: Any) -> Path:
-    """Where uploads are kept: ``<index_dir>/uploads``."""
-    return Path(retriever.index.path) / "uploads"
-
-
-def as_k(k: Any, *, limit: int = MAX_API_K) -> int:
-    """``k`` as a whole number in 1..limit (Gradio sends floats and strings); QAError if not."""
-    if isinstance(k, float) and k.is_integer():
-        k = int(k)
-    if isinstance(k, str) and k.strip().isdigit():
-        k = int(k.strip())
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
-        raise QAError(f"k must be a whole number between 1 and {limit}, got {k!r}")
-    return k
 
 
 def passage_payload(p: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
@@ -57,11 +36,12 @@ def answer_payload(answer: Any, doc_passages: dict[str, int]) -> dict[str, Any]:
 
 
 class ChatActions:
-    """The operations behind the chat and its Gradio API, on one Retriever."""
+    """The operations behind the chat and its Gradio API, on one Retriever (and a language
+    model, when ``answerer`` is a :class:`qa.generation.ModelAnswerer`)."""
 
-    def __init__(self, retriever: Any) -> None:
+    def __init__(self, retriever: Any, answerer: Any = None) -> None:
         self.r = retriever
-        self._upload_lock = threading.Lock()
+        self.answerer = answerer
         self._indexing: list[str] = []  # names of the files an upload is adding right now
         # Whether Retriever.ask reads earlier turns (``history``); older versions do not.
         try:
@@ -77,19 +57,35 @@ class ChatActions:
         """The files being added to the index at this moment (empty when none)."""
         return list(self._indexing)
 
-    def ask(self, question: str, k: Any = DEFAULT_K, *, history: Sequence[dict[str, str]] = (),
-            limit: int = MAX_API_K) -> dict[str, Any]:
+    def ask(self, question: str, k: Any = DEFAULT_K, *,
+            history: Sequence[dict[str, str]] = (), use_model: bool = True) -> dict[str, Any]:
         """The answer dict; ``history`` (earlier ``{"question", "answer"}`` turns) is passed on
-        when the retriever reads it."""
-        k = as_k(k, limit=limit)
-        if history and self._takes_history:
+        when the retriever reads it. With a model configured (and ``use_model``) it writes the
+        answer."""
+        k = check_k(k)
+        if self.answerer is not None and use_model:
+            answer = self.answerer.ask(question, k, list(history))
+        elif history and self._takes_history:
             answer = self.r.ask(question, k, history=list(history))
         else:
             answer = self.r.ask(question, k)
         return answer_payload(answer, self._doc_passages())
 
+    def ask_stream(self, question: str, k: Any = DEFAULT_K, *,
+                   history: Sequence[dict[str, str]] = (), use_model: bool = True) -> Any:
+        """``(event, value)`` pairs: ``("rewrite", text)`` and ``("token", text)`` while the
+        model writes, then ``("result", answer dict)``; without a model, the result alone."""
+        if self.answerer is None or not use_model:
+            yield "result", self.ask(question, k, history=history, use_model=False)
+            return
+        for ev in self.answerer.stream(question, check_k(k), list(history)):
+            if ev.answer is not None:
+                yield "result", answer_payload(ev.answer, self._doc_passages())
+            else:
+                yield ev.kind, ev.text
+
     def search(self, question: str, k: Any = DEFAULT_K) -> dict[str, Any]:
-        passages = self.r.search(question, as_k(k))
+        passages = self.r.search(question, check_k(k))
         docs = self._doc_passages()
         return {"question": question, "passages": [passage_payload(p, docs) for p in passages]}
 
@@ -123,11 +119,7 @@ class ChatActions:
         doc_id = str(doc_id or "")
         if doc_id not in {d["doc_id"] for d in self.r.documents()}:
             raise BadRequest(f"no document {doc_id!r} in the index")
-        with self._upload_lock:
-            source = self.r.snapshot().documents.get(doc_id, {}).get("source", "")
-            report = self.r.remove([doc_id])
-            if doc_id in report.removed:  # as DELETE /api/documents: an upload's file goes too
-                discard_upload(source, upload_dir_for(self.r))
+        report = remove_documents(self.r, [doc_id])
         info = self.r.info()
         return {"removed": list(report.removed), "documents": info["documents"],
                 "passages": info["passages"]}
@@ -140,80 +132,14 @@ class ChatActions:
 
     def upload(self, paths: Sequence[Any] | None,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Copy uploaded files into the upload folder and add them to the index.
-
-        Unsupported, too large or unreadable files are named in ``skipped`` and leave both the
-        index and the upload folder as they were."""
-        files = [_path_of(p) for p in (paths or []) if p]
-        skipped: list[dict[str, str]] = []
-        staged: list[tuple[str, Path, Path | None]] = []  # (shown name, saved file, backup)
-        report: Any = None
-        folder = upload_dir_for(self.r)
-        with self._upload_lock:
-            folder.mkdir(parents=True, exist_ok=True)
-            taken: set[str] = set()
-            for src in files:
-                shown = Path(src).name
-                try:  # the same rules as the HTTP API: type, and a name that stays in the folder
-                    name = safe_upload_name(shown)
-                except BadRequest as exc:
-                    skipped.append({"file": shown, "reason": str(exc).removeprefix(f"{shown}: ")})
-                    continue
-                try:
-                    size = os.path.getsize(src)
-                except OSError as exc:
-                    skipped.append({"file": shown, "reason": exc.strerror or str(exc)})
-                    continue
-                if size > MAX_UPLOAD_BYTES:
-                    skipped.append({"file": shown, "reason": (
-                        f"too large ({size / 2**20:.1f} MB; "
-                        f"limit {MAX_UPLOAD_BYTES // 2**20} MB)")})
-                    continue
-                stem, suffix_ = Path(name).stem, Path(name).suffix
-                n = 2
-                while name in taken:
-                    name = f"{stem}-{n}{suffix_}"
-                    n += 1
-                taken.add(name)
-                target = folder / name
-                if target.resolve().parent != folder.resolve():  # belt and braces
-                    skipped.append({"file": shown, "reason": "invalid file name"})
-                    continue
-                backup = None
-                if target.exists():
-                    backup = folder / f".{name}.{uuid.uuid4().hex[:8]}.bak"
-                    os.replace(target, backup)
-                tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.part"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, target)
-                staged.append((shown, target, backup))
-            self._indexing = [shown for shown, _, _ in staged]
-            try:
-                if staged:
-                    report = self.r.add([t for _, t, _ in staged], progress=progress)
-            except BaseException:
-                for _, target, backup in staged:
-                    _restore(target, backup)
-                raise
-            finally:
-                self._indexing = []
-            unreadable = {str(s.path): s.reason for s in (report.skipped if report else [])}
-            for shown, target, backup in staged:
-                reason = unreadable.get(str(target))
-                if reason is not None:
-                    skipped.append({"file": shown, "reason": reason})
-                    _restore(target, backup)
-                elif backup is not None:
-                    backup.unlink(missing_ok=True)
-        info = self.r.info()
-        out: dict[str, Any] = {
-            "added": list(report.added) if report else [],
-            "updated": list(report.updated) if report else [],
-            "unchanged": list(report.unchanged) if report else [],
-            "skipped": skipped,
-            "documents": info["documents"],
-            "passages": info["passages"],
-        }
+        """Add uploaded files to the index (see :func:`qa.uploads.add_uploads`): unsupported,
+        too large or unreadable files are named in ``skipped`` and change nothing."""
+        received = [Received(Path(_path_of(p)).name, _path_of(p)) for p in (paths or []) if p]
+        self._indexing = [f.name for f in received]
+        try:
+            out = add_uploads(self.r, received, progress=progress).to_json()
+        finally:
+            self._indexing = []
         out["message"] = upload_message(out)
         return out
 
@@ -240,13 +166,6 @@ def discard_gradio_copies(items: Sequence[Any] | None) -> None:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # the per-file folder Gradio made, if now empty
                 path.parent.rmdir()
-
-
-def _restore(target: Path, backup: Path | None) -> None:
-    if backup is not None and backup.exists():
-        os.replace(backup, target)
-    else:
-        target.unlink(missing_ok=True)
 
 
 def plural(n: int, word: str) -> str:

@@ -13,6 +13,7 @@ Gradio API (``gradio_client``): ``/ask`` (question, k) -> answer dict, ``/search
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import cache, partial
 from importlib import resources
 from typing import Any
@@ -21,8 +22,11 @@ import gradio as gr
 
 from ..documents import SUPPORTED_SUFFIXES
 from ..errors import QAError
+from ..limits import DEFAULT_K, MAX_QUESTION_CHARS
 from . import conversations as convs
-from .actions import DEFAULT_K, MAX_UI_K, ChatActions, discard_gradio_copies
+from . import generated
+from .actions import MAX_UI_K, ChatActions, discard_gradio_copies
+from .gradio_errors import one_line_blocks
 from .render import (
     TITLE,
     render_conversation,
@@ -70,7 +74,7 @@ def theme() -> Any:
 def mount_kwargs() -> dict[str, Any]:
     """Look and feel, for ``gr.mount_gradio_app`` or ``Blocks.launch`` (Gradio 6 takes them
     there, not in ``gr.Blocks``)."""
-    return {"theme": theme(), "css": static_text("chat.css")}
+    return {"theme": theme(), "css": static_text("chat.css") + static_text("generated.css")}
 
 
 def _k(value: Any) -> int:
@@ -89,9 +93,12 @@ def indexing_notice(names: list[str]) -> str | None:
             "was answered from the documents indexed before. Ask again once indexing is done.")
 
 
-def build_app(retriever: Any) -> Any:
-    """The chat as a ``gr.Blocks``; ``qa serve`` serves it (or ``.launch(**mount_kwargs())``)."""
-    actions = ChatActions(retriever)
+def build_app(retriever: Any, answerer: Any = None) -> Any:
+    """The chat as a ``gr.Blocks``; ``qa serve`` serves it (or ``.launch(**mount_kwargs())``).
+    With ``answerer`` (:class:`qa.generation.ModelAnswerer`) a language model writes the answers,
+    streamed, each sentence checked; the user can switch back to quoted sentences."""
+    actions = ChatActions(retriever, answerer)
+    model_choice = generated.model_choice(answerer.model_label) if answerer else ""
     # Conversations live in the browser's localStorage; Gradio encrypts them there with this key,
     # which only keeps them readable across server restarts (it is no secret from the browser).
     digest = hashlib.sha256(f"qa-conversations:{retriever.index.path}".encode()).hexdigest()
@@ -106,34 +113,59 @@ def build_app(retriever: Any) -> Any:
         return render_conversation(turns), render_sources(turns), render_history(s), s
 
     # ---- chat handlers (UI only: hidden from the API) ----
-    def restore(store: Any) -> tuple[Any, ...]:
-        return (*views(convs.without_pending(store)), *index_views())
+    def shown(store: Any) -> tuple[str, str, str]:
+        # Never writes the store back: on page load it may still be the default value, read
+        # before the browser's copy, and writing that would erase the saved conversations.
+        chat_html, sources_html, history_html, _ = views(convs.without_stale(store))
+        return chat_html, sources_html, history_html
+
+    def shown_when_settled(store: Any) -> tuple[Any, ...]:
+        # While a question is being answered its own handlers draw the page; a late redraw from
+        # this change could put "Searching" back over the answer.
+        if any(t.get("pending") for t in convs.current_turns(convs.without_stale(store))):
+            return gr.skip(), gr.skip(), gr.skip()
+        return shown(store)
 
     def start(question: str, store: Any) -> tuple[Any, ...]:
         q = (question or "").strip()
         if not q:
             return (gr.skip(),) * 5
-        turns = [*convs.current_turns(store), {"q": q, "pending": True}]
+        turns = [*convs.current_turns(store), {"q": q, "pending": True, "since": time.time()}]
         return ("", *views(convs.with_turns(store, turns)))
 
-    def finish(store: Any, k: Any) -> tuple[Any, ...]:
+    def finish(store: Any, k: Any, mode: Any = None) -> Any:
         turns = convs.current_turns(store)
         if not any(t.get("pending") for t in turns):
-            return (gr.skip(),) * 4
+            yield (gr.skip(),) * 4
+            return
+        use_model = answerer is not None and mode != generated.EXTRACTIVE
         out: list[dict[str, Any]] = []
         for t in turns:
             if t.get("pending"):
-                t = {"q": t["q"]}
+                history = convs.history_for(out)
+                t = {"q": t["q"], "pending": True}
+                out.append(t)
                 notice = indexing_notice(actions.indexing)
                 try:
-                    t["result"] = actions.ask(t["q"], _k(k), history=convs.history_for(out),
-                                              limit=MAX_UI_K)
+                    for kind, value in actions.ask_stream(t["q"], _k(k), history=history,
+                                                          use_model=use_model):
+                        if kind == "result":
+                            t["result"] = value
+                        elif kind == "rewrite":
+                            t["rewrite"] = value
+                        else:  # the text as the model writes it; the store is saved at the end
+                            t["model"] = answerer.model_label
+                            t["partial"] = t.get("partial", "") + value
+                            yield render_conversation(out), gr.skip(), gr.skip(), gr.skip()
                 except QAError as exc:
                     t["error"] = str(exc)
+                for key in ("pending", "partial", "rewrite", "model"):
+                    t.pop(key, None)
                 if notice:
                     t["notice"] = notice
-            out.append(t)
-        return views(convs.with_turns(store, out))
+            else:
+                out.append(t)
+        yield views(convs.with_turns(store, out))
 
     def on_history(store: Any, evt: gr.SelectData) -> tuple[Any, ...]:
         action, conv_id = evt.value, str(evt.index or "")
@@ -223,7 +255,7 @@ def build_app(retriever: Any) -> Any:
     info0 = retriever.info()
     docs0 = retriever.documents()
     html: dict[str, Any] = {"apply_default_css": False}
-    with gr.Blocks(title=f"{TITLE} · qa") as demo:
+    with one_line_blocks()(title=f"{TITLE} · qa") as demo:
         store = gr.BrowserState(convs.empty_store(), storage_key=f"qa-conversations-{digest[:8]}",
                                 secret=digest[:32])
         header = gr.HTML(render_stats(info0), elem_id="qa-header", **html)
@@ -238,7 +270,7 @@ def build_app(retriever: Any) -> Any:
                     question = gr.Textbox(
                         placeholder="Ask a question in English or German…", show_label=False,
                         lines=1, max_lines=6, scale=8, container=False, autofocus=True,
-                        elem_id="qa-question", max_length=2000,
+                        elem_id="qa-question", max_length=MAX_QUESTION_CHARS,
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, min_width=80,
                                      elem_id="qa-send", elem_classes=["qa-send"])
@@ -254,6 +286,10 @@ def build_app(retriever: Any) -> Any:
                 with gr.Row(elem_classes=["qa-controls"], equal_height=True):
                     k = gr.Slider(1, MAX_UI_K, value=DEFAULT_K, step=1,
                                   label="Passages to retrieve", elem_id="qa-k")
+                # Which model answers, and the way back to quoted sentences.
+                modes = [model_choice, generated.EXTRACTIVE] if answerer else [generated.EXTRACTIVE]
+                answer_mode = gr.Radio(modes, value=modes[0], label="Answers written by",
+                                       elem_id="qa-mode", visible=answerer is not None)
         with gr.Row(equal_height=False, elem_classes=["qa-lower"]):
             with gr.Column(scale=11, min_width=320):
                 index_panel = gr.HTML(render_index(info0, docs0), elem_id="qa-index-panel",
@@ -282,17 +318,23 @@ def build_app(retriever: Any) -> Any:
         conversation = [chat, sources, history, store]
         ev = gr.on([question.submit, send.click], start, [question, store],
                    [question, *conversation], **private)
-        ev.then(finish, [store, k], conversation, **private)
+        # Several answers may stream at once: a slow model must not hold up other visitors.
+        streaming: dict[str, Any] = {"concurrency_limit": 8, **private}
+        ev.then(finish, [store, k, answer_mode], conversation, **streaming)
         for b, q in zip(example_buttons, EXAMPLES):
             b.click(partial(start, q), [store], [question, *conversation], **private).then(
-                finish, [store, k], conversation, **private)
+                finish, [store, k, answer_mode], conversation, **streaming)
         history.select(on_history, [store], conversation, **private)
         index_panel.select(on_index_action, None, [header, index_panel], **private)
         k.change(None, [k], [k], js=CLAMP_K_JS, **private)
         files.upload(on_upload, [files], [upload_status, header, index_panel, files],
                      show_progress="full", show_progress_on=[upload_status],
                      api_visibility="private")
-        demo.load(restore, [store], [*conversation, header, index_panel], **private)
+        # The saved conversations arrive from localStorage as a change of `store`, possibly after
+        # the page's load event; both show them.
+        demo.load(lambda s: (*shown(s), *index_views()), [store],
+                  [chat, sources, history, header, index_panel], **private)
+        store.change(shown_when_settled, [store], [chat, sources, history], **private)
 
         gr.api(api_ask, api_name="ask")
         gr.api(api_search, api_name="search")

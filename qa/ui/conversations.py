@@ -1,10 +1,10 @@
 """Conversations kept in the browser (Gradio ``BrowserState``, i.e. localStorage): a list of
 conversations, each a list of turns, and which one is open. Nothing of it is stored on the server.
 
-A turn is ``{"q": question, "result": answer dict}`` once answered, ``{"q", "pending": True}``
-while it is, or ``{"q", "error": message}``; ``notice`` says when it was answered while documents
-were still being indexed. These functions take a store and return a new one; they never mutate
-what they are given, so a store that came from the browser can be trusted to stay as it was.
+A turn is ``{"q": question, "result": answer dict}`` once answered, ``{"q", "pending": True,
+"since": time asked}`` while it is, or ``{"q", "error": message}``; ``notice`` says when it was
+answered while documents were still being indexed. These functions take a store and return a
+new one; they never mutate what they are given.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 MAX_CONVERSATIONS = 30
 MAX_TURNS = 40
 MAX_HISTORY_TURNS = 6  # earlier turns sent with a question (what the answer may read)
+STALE_PENDING_S = 120.0  # a question "being answered" for longer was interrupted
 
 Store = dict[str, Any]
 Turn = dict[str, Any]
@@ -52,14 +53,17 @@ def current_turns(store: Any) -> list[Turn]:
     return []
 
 
-def without_pending(store: Any) -> Store:
-    """The store after a reload: a question that was still being answered is dropped."""
+def without_stale(store: Any, *, now: float | None = None) -> Store:
+    """The store as shown after a reload: a question still marked as being answered long after
+    it was asked (the page was closed meanwhile) says it was not answered."""
     s = checked(store)
+    now = time.time() if now is None else now
     for c in s["conversations"]:
-        c["turns"] = [t for t in c["turns"] if not t.get("pending")]
-    s["conversations"] = [c for c in s["conversations"] if c["turns"]]
-    if s["current"] not in {c["id"] for c in s["conversations"]}:
-        s["current"] = None
+        c["turns"] = [
+            {"q": t["q"], "error": "Not answered: the page was closed or reloaded while it was "
+                                   "being answered. Ask it again."}
+            if t.get("pending") and now - float(t.get("since") or 0) > STALE_PENDING_S else t
+            for t in c["turns"]]
     return s
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
+from ..errors import one_line as _one_line
 
 
 def _sources(res: dict[str, Any]) -> list[tuple[int, str, str, list[str]]]:

@@ -18,7 +18,9 @@ from markupsafe import Markup
 
 from ..answer import NOT_FOUND
 from ..documents import SUPPORTED_SUFFIXES
-from .actions import MAX_UPLOAD_BYTES, plural
+from ..errors import one_line
+from ..uploads import MAX_UPLOAD_BYTES
+from .actions import plural
 from .copy_text import as_markdown, as_plain_text
 from .marked_text import is_markdown, marked_html
 
@@ -48,8 +50,7 @@ def _render(template: str, **data: Any) -> str:
 
 def short(text: Any, n: int = 70) -> str:
     """``text`` on one line, cut to ``n`` characters with an ellipsis."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+    return one_line(text, n)
 
 
 # -- answers --------------------------------------------------------------------------------------
@@ -116,6 +117,8 @@ def _answer_view(turn: int, q: str, res: dict[str, Any]) -> dict[str, Any]:
         "confidence": None if conf is None else f"{float(conf):.0%}",
         "notice": res.get("notice"), "mode": res.get("mode") or "extractive",
         "model": res.get("model"),
+        "rewritten": res.get("rewritten_question")
+        if res.get("rewritten_question") not in (None, res.get("question")) else None,
         "copy_text": as_plain_text(q, res), "copy_markdown": as_markdown(q, res),
         "feedback": json.dumps(feedback, ensure_ascii=False),
         "choices": [{"rank": p["rank"], "label": f"[{p['rank']}] {p['doc_id']}: "
@@ -134,7 +137,10 @@ def render_conversation(turns: Sequence[dict[str, Any]]) -> str:
     for i, t in enumerate(turns, start=1):
         answer = Markup(render_answer(i, t["result"], str(t["q"]))) if t.get("result") else None
         views.append({"n": i, "q": t["q"], "pending": bool(t.get("pending")),
-                      "error": t.get("error"), "notice": t.get("notice"), "answer": answer})
+                      "error": t.get("error"), "notice": t.get("notice"), "answer": answer,
+                      # a model's answer while it streams in (qa.generation)
+                      "partial": t.get("partial"), "model": t.get("model"),
+                      "rewrite": t.get("rewrite")})
     return _render("conversation.html", turns=views, latest=len(views))
 
 

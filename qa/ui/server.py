@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -22,10 +23,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ..errors import QAError
+from ..uploads import MAX_UPLOAD_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
-MAX_UPLOAD = "20mb"
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
@@ -68,10 +69,24 @@ def _check_port_free(host: str, port: int) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host.strip("[]"), port))
+        except socket.gaierror as exc:  # the name, not the port, is what is wrong
+            raise QAError(f"cannot listen on --host {host!r}: not an address or a known host "
+                          "name (e.g. 127.0.0.1, ::1, 0.0.0.0)") from exc
         except OSError as exc:
             raise QAError(
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port"
             ) from exc
+
+
+async def _refuse(send: Any, detail: str, *, realm: str) -> None:
+    """A 401 with a one-line JSON ``detail`` and the login prompt's realm, as qa.api answers."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"),
+        (b"www-authenticate", f'Basic realm="{realm}"'.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BasicAuthGuard:
@@ -88,13 +103,8 @@ class BasicAuthGuard:
         if scope.get("type") == "http" and guarded:
             sent = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not secrets.compare_digest(sent, self._expected):
-                body = b'{"detail":"login required (HTTP Basic, the QA_AUTH credentials)"}'
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="qa"'),
-                    (b"content-length", str(len(body)).encode()),
-                ]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, "login required (HTTP Basic, the QA_AUTH credentials)",
+                              realm="qa")
                 return
         await self.app(scope, receive, send)
 
@@ -138,54 +148,46 @@ class TokenGuard:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
-                body = (b'{"detail":"missing or wrong API token (Authorization: Bearer ..., '
-                        b'or the token as the login password)"}')
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Basic realm="qa (password: the API token)"'),
-                    (b"content-length", str(len(body)).encode()),
-                ]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, "missing or wrong API token (Authorization: Bearer ..., or "
+                              "the token as the login password)",
+                              realm="qa (password: the API token)")
                 return
         await self.app(scope, receive, send)
 
 
-def api_available() -> bool:
-    return importlib.util.find_spec("qa.api") is not None
-
-
-def _base_app(retriever: Any) -> Any:
-    if api_available():
-        from .. import api
-
-        return api.create_app(retriever)
-    from fastapi import FastAPI
-
-    return FastAPI(title="qa")
+def _require_server_packages(api_only: bool) -> None:
+    """One line naming the extra to install when a package ``qa serve`` needs is missing (the
+    HTTP API is part of qa; FastAPI and uvicorn, which serve it, are an extra)."""
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise QAError("serving needs FastAPI and uvicorn: pip install 'qa-cite[web,api]'")
+    if not api_only and importlib.util.find_spec("gradio") is None:
+        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
 
 
 def create_server_app(
-    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False
+    retriever: Any, *, auth: tuple[str, str] | None = None, api_only: bool = False,
+    answerer: Any = None,
 ) -> Any:
     """The ASGI app ``qa serve`` runs: the API, with the chat mounted at ``/`` unless
-    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic."""
+    ``api_only``; with ``auth``, the chat asks for a login and ``/api`` for HTTP Basic. With
+    ``answerer`` (:class:`qa.generation.ModelAnswerer`) a language model writes the answers."""
+    from ..api import create_app
+
     if api_only:
-        if not api_available():
-            raise QAError("the HTTP API (qa.api) is not part of this installation")
-        app: Any = _base_app(retriever)
+        app: Any = create_app(retriever, answerer=answerer)
     else:
         import gradio as gr
 
         from .app import build_app, mount_kwargs
 
-        demo = build_app(retriever)
+        demo = build_app(retriever, answerer=answerer)
         app = gr.mount_gradio_app(
-            _base_app(retriever),
+            create_app(retriever, answerer=answerer),
             demo,
             path="/",
             auth=auth,
             auth_message="Sign in to ask questions of this document collection.",
-            max_file_size=MAX_UPLOAD,
+            max_file_size=MAX_UPLOAD_BYTES,
             footer_links=["api"],
             run_history=False,
             # Only gr.Error messages (ours, one line) reach a client, never other exceptions'.
@@ -230,19 +232,16 @@ def _open_retriever(index: str | None) -> Any:
 
 
 def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          api_only: bool = False, *, milvus: str | None = None, collection: str = "qa") -> None:
+          api_only: bool = False, *, milvus: str | None = None, collection: str = "qa",
+          llm: Any = None) -> None:
     """Serve until interrupted. Errors a user can fix raise QAError with a one-line message.
-    ``milvus=URI`` serves the index in that Milvus collection (no local index files)."""
+    ``milvus=URI`` serves the index in that Milvus collection (no local index files); ``llm``
+    (:class:`qa.generation.LLMSettings`) has a language model write the answers."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
     check_host(host, auth)
-    if api_only and not api_available():
-        raise QAError("the HTTP API (qa.api) is not part of this installation")
-    try:
-        import uvicorn
-    except ImportError as exc:
-        raise QAError("serving needs uvicorn: pip install 'qa-cite[web,api]'") from exc
-    if not api_only and importlib.util.find_spec("gradio") is None:
-        raise QAError("the web chat needs gradio: pip install 'qa-cite[web]' (or use --api-only)")
+    _require_server_packages(api_only)
+    import uvicorn
+
     _check_port_free(host, port)
     if milvus:
         from ..retriever import Retriever
@@ -252,7 +251,12 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
         retriever = _open_retriever(index)
     # Load the embedding model now, in the background, so the first question is quick.
     threading.Thread(target=lambda: retriever.embedder, daemon=True).start()
-    app = create_server_app(retriever, auth=auth, api_only=api_only)
+    answerer = None
+    if llm is not None:  # qa.generation.LLMSettings
+        from ..generation import ModelAnswerer
+
+        answerer = ModelAnswerer(retriever, llm)
+    app = create_server_app(retriever, auth=auth, api_only=api_only, answerer=answerer)
     shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     what = "HTTP API" if api_only else "web chat"
     print(f"qa: serving the {what} on http://{shown_host}:{port}/ "
