@@ -6,19 +6,22 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import embedding, scale, updates
+from . import embedding, indexing, scale, updates
 from .common import RESULTS, machine
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--only", choices=["embedding", "scale", "updates", "milvus"])
+    ap.add_argument("--only", choices=["embedding", "indexing", "scale", "updates", "milvus"])
     args = ap.parse_args()
     print(machine())
     if args.only in (None, "embedding"):
         print("\n== indexing throughput ==")
         print(embedding.report(embedding.run(quick=args.quick)))
+    if args.only in (None, "indexing"):
+        print("\n== indexing choices: quality, speed, cold start ==")
+        print(indexing.report(indexing.run(quick=args.quick)))
     if args.only in (None, "scale"):
         print("\n== answering at scale ==")
         print(scale.report(scale.run(quick=args.quick)))

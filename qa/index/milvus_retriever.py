@@ -24,7 +24,7 @@ import numpy as np
 from ..answering import Retrieved
 from ..chunking import Chunk, Chunker
 from ..documents import Document, SkippedFile, iter_files, load_documents
-from ..embedders import DEFAULT_EMBEDDER, Embedder
+from ..embedders import Embedder
 from ..errors import EmbedderMismatch, EmptyCorpus, QAError
 from ..retriever import (
     _PASSAGE_CANDIDATES,
@@ -34,7 +34,7 @@ from ..retriever import (
     _empty_message,
 )
 from .milvus import EXACT_LIMIT, MilvusIndex
-from .update import Progress, UpdateReport
+from .update import Progress, UpdateReport, passage_means
 
 EMBED_BATCH = 64
 _SETTINGS_TTL = 10.0  # seconds a replica trusts its copy of the settings (the ANN switch)
@@ -108,7 +108,7 @@ class MilvusRetriever(Retriever):
 
     @classmethod
     def build_milvus(cls, paths: Iterable[str | os.PathLike[str]], uri: str,
-                     collection: str = "qa", *, embedder: Embedder | str = DEFAULT_EMBEDDER,
+                     collection: str = "qa", *, embedder: Embedder | str | None = None,
                      chunk_size: int | None = None, passage_vectors: str = "embed",
                      rebuild: bool = False, progress: Progress | None = None,
                      shard: str | tuple[int, int] | None = None) -> MilvusRetriever:
@@ -261,10 +261,8 @@ class MilvusRetriever(Retriever):
         sv = _embed_texts(emb, sentences)
         if how == "mean":
             owner = np.repeat(np.arange(len(chunks)), [len(c.sentences) for c in chunks])
-            pv = np.zeros((len(chunks), emb.dim), np.float32)
-            np.add.at(pv, owner, sv)
-            pv /= np.maximum(np.linalg.norm(pv, axis=1, keepdims=True), 1e-12)
-            return sv, pv, len(sentences)
+            lengths = np.array([len(s) for s in sentences], np.float32)
+            return sv, passage_means(sv, owner, len(chunks), lengths), len(sentences)
         return sv, _embed_texts(emb, [c.text for c in chunks]), len(sentences) + len(chunks)
 
     def add(self, paths: Iterable[str | os.PathLike[str]], *,

@@ -84,9 +84,12 @@ def _embed(
     return out
 
 
-def _mean_vectors(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: int) -> np.ndarray:
+def passage_means(sentence_vectors: np.ndarray, sentence_chunks: np.ndarray, n: int,
+                  weights: np.ndarray) -> np.ndarray:
+    """Each chunk's sentence vectors averaged, weighted by ``weights`` (sentence lengths: the
+    model mean-pools a passage over its tokens, so a long sentence weighs more in it)."""
     sums = np.zeros((n, sentence_vectors.shape[1]), dtype=np.float32)
-    np.add.at(sums, sentence_chunks, sentence_vectors)
+    np.add.at(sums, sentence_chunks, sentence_vectors * weights[:, None])
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     unit: np.ndarray = sums / np.maximum(norms, 1e-12)
     return unit
@@ -179,7 +182,8 @@ def apply_update(
         if passage_vectors == "embed":
             cv = _embed(embedder, passage_texts, progress, len(sent_texts), total)
         else:
-            cv = _mean_vectors(sv, sc, len(fresh))
+            lengths = np.array([len(s) for s in sent_texts], dtype=np.float32)
+            cv = passage_means(sv, sc, len(fresh), lengths)
         report.embedded_texts = total
         report.embedded_chars = sum(map(len, sent_texts)) + sum(map(len, passage_texts))
 
