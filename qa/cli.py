@@ -6,10 +6,8 @@ Errors a user can fix print as one line (``qa: error: ...``) with exit status 2,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QAError
+from .terminal import json_line, print_answer, printable
 
 
 @contextmanager
@@ -46,32 +45,6 @@ def _not_a_file(index: str) -> str:
     if os.path.isfile(index):
         raise QAError(f"--index {index} is a file, not an index folder")
     return index
-
-
-# Characters a terminal acts on rather than shows: C0/C1 controls (ESC starts sequences that retitle
-# the window or clear the screen), DEL, bidi overrides, and line or paragraph separators.
-_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                              "\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str, *, newlines: bool = False) -> str:
-    """``text`` safe to print on a terminal: what a terminal would act on (escape sequences from a
-    document's text, a newline in a file name) is shown as an escape like ``\\x1b``; newlines
-    are kept when ``newlines``."""
-    def escape(m: re.Match[str]) -> str:
-        ch = m.group()
-        if ch == "\n" and newlines:
-            return ch
-        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
-
-    return _TERMINAL_UNSAFE.sub(escape, text)
-
-
-def _json_line(obj: Any) -> str:
-    """One JSON line with the characters above written as ``\\u`` escapes: the same JSON value,
-    and safe on a terminal (``json.dumps`` escapes only C0 controls)."""
-    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}",
-                                json.dumps(obj, ensure_ascii=False))
 
 
 def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
@@ -157,27 +130,6 @@ def _answerer(args: argparse.Namespace, retriever: Any) -> Any:
     return answerer_for(retriever, args.llm_url, args.llm_model, timeout=args.llm_timeout)
 
 
-def _print_answer(answer: Any) -> None:
-    if answer.notice:
-        print(f"note: {answer.notice}\n")
-    if answer.abstained:
-        print("Not found in the documents. The closest passages, possibly related:\n")
-    elif answer.mode == "generated":
-        print(f"(written by {answer.model}; every sentence checked against its passages)")
-        for s in answer.answer_sentences():
-            marks = "".join(f" [{m}]" for m in s.markers)
-            flag = "" if s.supported else "  <- NOT SUPPORTED by the cited passages"
-            print(f"{s.text}{marks}{flag}")
-        print()
-    else:
-        print(printable(answer.text, newlines=True) + "\n")
-    for p in answer.passages:
-        print(f"[{p.rank}] {printable(p.doc_id)} ({printable(p.title)}), characters "
-              f"{p.start}-{p.end}, score {p.score:.3f}")
-        text = " ".join(p.text.split())
-        print("    " + printable(text if len(text) <= 400 else text[:400] + "..."))
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
     from .embedders import FastE5Embedder
 
@@ -188,9 +140,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     model = _answerer(args, r)
     answer = (model.ask if model else r.ask)(args.question, args.k)
     if args.json:
-        print(_json_line(answer.to_json()))
+        print(json_line(answer.to_json()))
     else:
-        _print_answer(answer)
+        print_answer(answer)
     return 0
 
 
@@ -243,7 +195,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if last.history_used:
                 turns = ", ".join(str(i + 1) for i in last.history_used)
                 print(f"(read with earlier question {turns})")
-            _print_answer(last)
+            print_answer(last)
             history.append({"question": last.question,
                             "answer": last.text[:2000]})
 

@@ -13,8 +13,6 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,16 +21,19 @@ from . import abstain, conversation
 from .answer import Answer, Passage
 from .answering import FEATURE_PASSAGES, Retrieved, build_answer, models_for, normalise
 from .chunking import Chunker
+from .default_index import default_index_dir, open_default, sample_corpus_dir
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy, IndexNotFound
+from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy
 from .index import IndexDir, Snapshot
 from .index.document_text import document_text
 from .index.update import Progress, UpdateReport, apply_update, rewrite
 from .limits import DEFAULT_K, check_k, clean_question
+from .sources import empty_corpus_message, given_paths
 
 # Taken from here by qa.generation and eval/.
-__all__ = ["DEFAULT_K", "Retriever", "check_k", "clean_question"]
+__all__ = ["DEFAULT_K", "Retriever", "check_k", "clean_question", "default_index_dir",
+           "open_default", "sample_corpus_dir"]
 
 PASSAGE_WEIGHT = 0.3
 # Candidates fetched from each vector store before exact re-scoring.
@@ -41,8 +42,6 @@ _PASSAGE_CANDIDATES = 32
 # How long an update waits for the one before it (in this process or another) before giving up
 # with IndexBusy. Queries never wait: they take no lock and read the live snapshot.
 WRITE_WAIT_S = 30.0
-
-
 
 
 class Retriever:
@@ -305,10 +304,10 @@ class Retriever:
     ) -> UpdateReport:
         """Add or update the documents at ``paths`` (files or folders). Unreadable files are
         skipped and listed in the report; nothing already indexed is lost."""
-        paths = _given_paths(paths)
+        paths = given_paths(paths)
         docs, skipped = load_documents(paths)
         if not docs and not self.index.exists():
-            raise EmptyCorpus(_empty_message(paths, skipped))
+            raise EmptyCorpus(empty_corpus_message(paths, skipped))
         return self._update(
             upsert=docs,
             sources={d.doc_id: d.path for d in docs},
@@ -329,10 +328,10 @@ class Retriever:
     ) -> UpdateReport:
         """Make the index match ``paths``: add new, replace changed, and remove documents that
         were indexed from these folders but are gone. Unreadable files keep their old version."""
-        roots = _given_paths(paths)
+        roots = given_paths(paths)
         docs, skipped = load_documents(roots)
         if not docs and (rebuild or not self.index.exists()):
-            raise EmptyCorpus(_empty_message(roots, skipped))
+            raise EmptyCorpus(empty_corpus_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
         # Sources are where the files were found (links not resolved): a link deleted from the
         # folder, or a file gone from a moved one, is then recognised as gone. Indexes written
@@ -428,45 +427,3 @@ class Retriever:
 def _answer_sentences(answer: str) -> list[str]:
     """The quoted sentences of an extractive answer (text between markers)."""
     return [s.strip() for s in re.split(r"\s*\[\d+\]\s*", answer) if s.strip()]
-
-
-def _given_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """``paths`` as Paths; an empty string is refused rather than read as ``.`` (which made
-    ``qa index ""`` index the whole current folder)."""
-    out = []
-    for p in paths:
-        if not os.fspath(p).strip():
-            raise BadRequest("an empty path was given; name a file or folder ('.' for this one)")
-        out.append(Path(p))
-    return out
-
-
-def _empty_message(paths: Sequence[Any], skipped: list[Any]) -> str:
-    where = ", ".join(str(p) for p in paths) or "(no paths given)"
-    if skipped:
-        return f"no readable documents in {where}: " + "; ".join(str(s) for s in skipped[:3])
-    return f"no documents in {where} (supported: .txt, .md, .html, .pdf)"
-
-
-def default_index_dir() -> Path:
-    """``$QA_INDEX``, else the sample-corpus index in the user's cache folder."""
-    env = os.environ.get("QA_INDEX")
-    if env:
-        return Path(env)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "qa" / "sample-index"
-
-
-def sample_corpus_dir() -> Path:
-    """The two German news articles shipped with the package."""
-    return Path(str(resources.files("qa").joinpath("data/sample")))
-
-
-def open_default(progress: Progress | None = None) -> Retriever:
-    """The default index; built from the sample corpus on first use when it is the default."""
-    path = default_index_dir()
-    if IndexDir(path).exists():
-        return Retriever.load(path)
-    if os.environ.get("QA_INDEX"):
-        raise IndexNotFound(f"no index in {path} (QA_INDEX): build it with `qa index PATH...`")
-    return Retriever.build([sample_corpus_dir()], path, progress=progress)

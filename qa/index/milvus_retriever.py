@@ -31,8 +31,8 @@ from ..retriever import (
     _SENTENCE_CANDIDATES,
     PASSAGE_WEIGHT,
     Retriever,
-    _empty_message,
 )
+from ..sources import empty_corpus_message
 from .milvus import EXACT_LIMIT, MilvusIndex
 from .update import Progress, UpdateReport, passage_means
 
@@ -270,7 +270,7 @@ class MilvusRetriever(Retriever):
         paths = list(paths)
         docs, skipped = _load(paths, None)
         if not docs and not self.milvus.exists():
-            raise EmptyCorpus(_empty_message(paths, skipped))
+            raise EmptyCorpus(empty_corpus_message(paths, skipped))
         return self._update(upsert=docs, sources={d.doc_id: d.path for d in docs},
                             progress=progress, report=UpdateReport(skipped=skipped))
 
@@ -287,7 +287,7 @@ class MilvusRetriever(Retriever):
                           "then start the sharded workers")
         docs, skipped = _load(roots, shard)
         if not docs and (rebuild or not self.milvus.exists()):
-            raise EmptyCorpus(_empty_message(roots, skipped))
+            raise EmptyCorpus(empty_corpus_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
         root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
         sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
