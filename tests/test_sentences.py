@@ -65,10 +65,10 @@ def german() -> list[str]:
 
 def english() -> list[str]:
     path = SHARED_XQUAD / "xquad.dev.en.json"
-    if path.exists():
-        data = json.loads(path.read_text("utf-8"))["data"]
-        return [p["context"] for a in data for p in a["paragraphs"]]
-    return [(REPO / "README.md").read_text("utf-8")]
+    if not path.exists():  # the repo ships German paragraphs only; English prose is in shared/
+        pytest.skip(f"no English reference text: {path} is missing")
+    data = json.loads(path.read_text("utf-8"))["data"]
+    return [p["context"] for a in data for p in a["paragraphs"]]
 
 
 @pytest.mark.parametrize(("language", "case"),
