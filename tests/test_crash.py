@@ -261,3 +261,48 @@ def test_a_version_left_unpublished_by_a_kill_is_not_kept_instead_of_the_live_on
     new = (idx / "CURRENT").read_text().strip()
     assert sorted(p.name for p in idx.glob("v[0-9]*")) == [live, new]
     assert not orphan.exists() or orphan.name == new
+
+
+HALF_REMOVER = r"""
+import os, signal, sys, shutil
+sys.path.insert(0, os.getcwd())
+import qa.index.storage as st
+from qa import Retriever
+from tests.conftest import TrigramEmbedder
+
+docs, idx, which = sys.argv[1], sys.argv[2], sys.argv[3]
+orig = shutil.rmtree
+def half_then_kill(path, *a, **k):
+    # The files that mark a folder as the index's own go first, then the writer dies.
+    for name in ("manifest.json", "segment.json"):
+        p = os.path.join(path, name)
+        if os.path.exists(p) and (which == "any" or name.startswith(which)):
+            os.unlink(p)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return orig(path, *a, **k)
+st.shutil.rmtree = half_then_kill
+Retriever.build([docs], idx, embedder=TrigramEmbedder())
+"""
+
+
+@pytest.mark.parametrize("which", ["manifest", "segment"])
+def test_a_kill_halfway_through_removing_an_old_version_leaves_no_garbage(
+    corpus: Path, tmp_path: Path, which: str
+) -> None:
+    """The CI failure of 2026-12-02: a writer killed while removing an old version had deleted
+    its manifest, so the folder no longer looked like the index's own and was kept forever.
+    Removal now renames the folder to a ``.tmp-`` name first; the next writer clears it."""
+    idx = tmp_path / "idx"
+    for text in ("Cats hunt mice at night.", "Cats sleep all day long."):
+        (corpus / "cats.txt").write_text(text)
+        r = Retriever.build([corpus], idx, embedder=TrigramEmbedder())
+    r.optimize()  # the segments the versions before it listed go with the next update
+    (corpus / "cats.txt").unlink()  # this update removes the oldest version and its segment
+    proc = subprocess.run([sys.executable, "-c", HALF_REMOVER, str(corpus), str(idx), which],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (corpus / "dogs.txt").write_text("Dogs bark at the postman.")
+    r = Retriever.build([corpus], idx, embedder=TrigramEmbedder())
+    assert "dogs.txt" in r.snapshot().documents and "cats.txt" not in r.snapshot().documents
+    assert not list(idx.glob(".tmp-*")) and not list(idx.glob("segments/.tmp-*"))
+    crash.assert_no_garbage(idx)

@@ -317,7 +317,7 @@ class IndexDir:
         and the segments no remaining version lists."""
         old = [p for p in self._own_versions() if p.name not in keep]
         for p in old[:-1]:
-            shutil.rmtree(p, ignore_errors=True)
+            _remove_folder(p)
         self._remove_unlisted_segments()
 
     def _remove_unlisted_segments(self) -> None:
@@ -334,7 +334,7 @@ class IndexDir:
             if p.name.startswith(".tmp-") or (
                     SEGMENT_NAME.fullmatch(p.name) and p.name not in listed
                     and (p / "segment.json").is_file()):
-                shutil.rmtree(p, ignore_errors=True)
+                _remove_folder(p)
 
     def _refuse_foreign_folder(self) -> None:
         """BadRequest if the folder exists, is not an index and holds anything an index did not
@@ -381,12 +381,24 @@ class IndexDir:
                 live = int(self.current_version()[1:])
                 for p in self._own_versions():
                     if int(p.name[1:]) > live:
-                        shutil.rmtree(p, ignore_errors=True)
+                        _remove_folder(p)
                 # Versions and segments a killed writer did not get to remove.
                 self._prune(keep={f"v{live:06d}"})
             yield
         finally:
             os.close(fd)
+
+
+def _remove_folder(p: Path) -> None:
+    """Remove a version or segment folder: first renamed to a ``.tmp-`` name beside it, so that a
+    kill halfway through the removal leaves a folder the next writer clears, not a version
+    without its manifest that no longer looks like the index's own and would stay forever."""
+    gone = p.with_name(f".tmp-gone-{p.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(p, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _legacy_meta(manifest: dict[str, Any]) -> dict[str, Any]:
