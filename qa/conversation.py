@@ -106,3 +106,8 @@ def context_text(turns: list[Turn], used: list[int]) -> str:
         names = list(dict.fromkeys(salient_terms(answer)))[:8]
         parts.append(" ".join([t.question, *names]))
     return " ".join(parts)
+
+
+def answer_sentences(answer: str) -> list[str]:
+    """The quoted sentences of an extractive answer (text between markers)."""
+    return [s.strip() for s in re.split(r"\s*\[\d+\]\s*", answer) if s.strip()]

@@ -9,7 +9,6 @@ from 0.86 (passages alone) to 0.93 (see BENCHMARKS.md and eval/).
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from . import abstain, conversation
 from .answer import Answer, Passage
 from .answering import FEATURE_PASSAGES, Retrieved, build_answer, models_for, normalise
 from .chunking import Chunker
+from .compatibility import check_chunking, check_embedder
 from .default_index import default_index_dir, open_default, sample_corpus_dir
 from .documents import iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
@@ -118,8 +118,8 @@ class Retriever:
             from .index.milvus_retriever import MilvusRetriever
 
             return MilvusRetriever.build_milvus(
-                paths, milvus, collection, embedder=embedder or DEFAULT_EMBEDDER,
-                chunk_size=chunk_size, passage_vectors=passage_vectors or "embed",
+                paths, milvus, collection, embedder=embedder, chunk_size=chunk_size,
+                passage_vectors=passage_vectors,
                 rebuild=rebuild, progress=progress, shard=shard)
         if index_dir is None or shard is not None:
             raise BadRequest("give an index directory (or milvus=URI; shards need milvus)")
@@ -162,33 +162,17 @@ class Retriever:
                 snap = self._snapshot
         return snap
 
+    def _names(self) -> tuple[str, str]:
+        """How messages name this index, and the ``qa index`` options that name it."""
+        return f"index {self.index.path}", f"--index {self.index.path}"
+
     def _check_embedder_name(self, built_with: str) -> None:
-        asked = self._embedder_arg
-        name = asked if isinstance(asked, str) else getattr(asked, "name", None)
-        if name is not None and name != built_with:
-            raise EmbedderMismatch(
-                f"index {self.index.path} was built with embedder {built_with!r}, not {name!r}; "
-                f"search it with {built_with!r} or rebuild it with `qa index PATH... --index "
-                f"{self.index.path} --embedder {name} --rebuild`"
-            )
+        check_embedder(self._embedder_arg, built_with, *self._names())
 
     def _check_chunking(self, built: dict[str, Any]) -> None:
-        """Refuse, rather than silently ignore, options the existing index was not built with:
-        honouring them means re-embedding every document."""
-        asked: dict[str, Any] = {}
-        if self._chunker is not None:
-            asked["chunk_size"] = self._chunker.chunk_size
-        if self._passage_vectors is not None:
-            asked["passage_vectors"] = self._passage_vectors
-        built = {"passage_vectors": "embed", **built}
-        for key, value in asked.items():
-            if built.get(key) != value:
-                option = "--" + key.replace("_", "-")
-                raise BadRequest(
-                    f"index {self.index.path} was built with {option} {built.get(key)}, not "
-                    f"{value}; to change it, re-embed everything: `qa index PATH... --index "
-                    f"{self.index.path} {option} {value} --rebuild`"
-                )
+        chunk_size = self._chunker.chunk_size if self._chunker is not None else None
+        check_chunking({"chunk_size": chunk_size, "passage_vectors": self._passage_vectors},
+                       built, *self._names())
 
     @property
     def embedder(self) -> Embedder:
@@ -259,34 +243,19 @@ class Retriever:
         finally:
             self._write_lock.release()
 
-    def _update(
-        self,
-        *,
-        upsert: Sequence[Any] = (),
-        remove: Sequence[str] = (),
-        sources: dict[str, str] | None = None,
-        rebuild: bool = False,
-        progress: Progress | None = None,
-        report: UpdateReport | None = None,
-    ) -> UpdateReport:
+    def _update(self, *, upsert: Sequence[Any] = (), remove: Sequence[str] = (),
+                sources: dict[str, str] | None = None, rebuild: bool = False,
+                progress: Progress | None = None,
+                report: UpdateReport | None = None) -> UpdateReport:
         with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
-            chunker = Chunker(
-                chunk_size=chunking["chunk_size"], chunk_overlap=chunking["chunk_overlap"]
-            )
-            rep = apply_update(
-                self.index,
-                old,
-                upsert=upsert,
-                remove=remove,
-                sources=sources,
-                embedder=self.embedder,
-                chunker=chunker,
-                passage_vectors=chunking.get("passage_vectors", "embed"),
-                progress=progress,
-                force=rebuild or not self.index.exists(),
-            )
+            chunker = Chunker(chunk_size=chunking["chunk_size"],
+                              chunk_overlap=chunking["chunk_overlap"])
+            rep = apply_update(self.index, old, upsert=upsert, remove=remove, sources=sources,
+                               embedder=self.embedder, chunker=chunker,
+                               passage_vectors=chunking.get("passage_vectors", "embed"),
+                               progress=progress, force=rebuild or not self.index.exists())
             if report is not None:
                 rep.skipped = report.skipped
             self._snapshot = None  # read again, from what was written
@@ -308,24 +277,15 @@ class Retriever:
         docs, skipped = load_documents(paths)
         if not docs and not self.index.exists():
             raise EmptyCorpus(empty_corpus_message(paths, skipped))
-        return self._update(
-            upsert=docs,
-            sources={d.doc_id: d.path for d in docs},
-            progress=progress,
-            report=UpdateReport(skipped=skipped),
-        )
+        return self._update(upsert=docs, sources={d.doc_id: d.path for d in docs},
+                            progress=progress, report=UpdateReport(skipped=skipped))
 
     def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
         """Remove documents by id; unknown ids are ignored (see the report)."""
         return self._update(remove=list(doc_ids))
 
-    def sync(
-        self,
-        paths: Iterable[str | os.PathLike[str]],
-        *,
-        rebuild: bool = False,
-        progress: Progress | None = None,
-    ) -> UpdateReport:
+    def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,
+             progress: Progress | None = None) -> UpdateReport:
         """Make the index match ``paths``: add new, replace changed, and remove documents that
         were indexed from these folders but are gone. Unreadable files keep their old version."""
         roots = given_paths(paths)
@@ -350,14 +310,8 @@ class Retriever:
                             and not os.path.lexists(src))
                 if doc_id not in present and (under_root or vanished):
                     gone.append(doc_id)
-        return self._update(
-            upsert=docs,
-            remove=gone,
-            sources=sources,
-            rebuild=rebuild,
-            progress=progress,
-            report=UpdateReport(skipped=skipped),
-        )
+        return self._update(upsert=docs, remove=gone, sources=sources, rebuild=rebuild,
+                            progress=progress, report=UpdateReport(skipped=skipped))
 
     # -- search ---------------------------------------------------------------------------
 
@@ -418,12 +372,9 @@ class Retriever:
             self._ranker = self._ranker or ranker
             self._calibration = self._calibration or abstainer
         # Sentences already given in the turns leaned on are not given again.
-        skip = frozenset(normalise(s) for i in used for s in _answer_sentences(turns[i].answer))
+        skip = frozenset(normalise(s) for i in used
+                         for s in conversation.answer_sentences(turns[i].answer))
         return build_answer(question, found, k, ranker=self._ranker,
                             abstainer=self._calibration, skip=skip,
                             history_used=used, refuse=abstain.not_a_question(question))
 
-
-def _answer_sentences(answer: str) -> list[str]:
-    """The quoted sentences of an extractive answer (text between markers)."""
-    return [s.strip() for s in re.split(r"\s*\[\d+\]\s*", answer) if s.strip()]

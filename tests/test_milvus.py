@@ -268,3 +268,22 @@ def test_cli_serve_answers_over_http_from_milvus(cli_db: Path, tmp_path: Path) -
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_options_an_existing_collection_cannot_honour_are_refused(tmp_path: Path,
+                                                                   corpus: Path) -> None:
+    """As for a folder index (tests/test_cli_errors.py): another chunk size or passage-vector
+    mode would need every document re-embedded, so it is refused with the command that does it,
+    instead of being silently ignored as it was; options left out keep what the index has."""
+    db = str(tmp_path / "opts.db")
+    Retriever.build([corpus], embedder=TrigramEmbedder(), milvus=db, collection="c1",
+                    chunk_size=400)
+    for option, value in (("chunk_size", 300), ("passage_vectors", "mean")):
+        with pytest.raises(BadRequest, match=f"built with --{option.replace('_', '-')} .*"
+                           f"--milvus {db} --collection c1 .*--rebuild"):
+            Retriever.build([corpus], embedder=TrigramEmbedder(), milvus=db, collection="c1",
+                            **{option: value})
+    r = Retriever.build([corpus], milvus=db, collection="c1", embedder=TrigramEmbedder())
+    assert r.info()["chunking"]["chunk_size"] == 400 and r.last_report.unchanged
+    r = Retriever.build([corpus], milvus=db, collection="c1")  # the embedder too
+    assert r.info()["embedder"] == "test-trigram"

@@ -43,13 +43,13 @@ import numpy as np
 from ..chunking import Chunk
 from ..errors import IndexDamaged, IndexNotFound, QAError
 from .milvus_schema import (
-    ANN_INDEX,
     ANN_SEARCH,
     EXACT_LIMIT,
     MAX_ID_BYTES,
     MAX_TEXT_BYTES,
     STRONG,
     TITLE_CHARS,
+    build_ann_index,
     create_collections,
     literal,
     milvus_client,
@@ -95,8 +95,13 @@ class MilvusIndex:
 
     @property
     def where(self) -> str:
-        """How to name this index in messages: ``milvus URI collection NAME``."""
+        """How to name this index in messages: ``Milvus URI collection NAME``."""
         return f"Milvus {self.uri} collection {self.name}"
+
+    @property
+    def options(self) -> str:
+        """The options of ``qa index`` (and every command) that name this index."""
+        return f"--milvus {self.uri} --collection {self.name}"
 
     @property
     def path(self) -> Path:
@@ -129,8 +134,7 @@ class MilvusIndex:
             for name in (self.documents_name, self.passages_name, self.sentences_name):
                 if not self.client.has_collection(name):
                     raise IndexDamaged(f"{self.where} lacks its collection {name}; rebuild it "
-                                       f"with `qa index PATH... --milvus {self.uri} --collection "
-                                       f"{self.name} --rebuild`")
+                                       f"with `qa index PATH... {self.options} --rebuild`")
                 self.client.load_collection(name)
             self._loaded = True
 
@@ -163,32 +167,17 @@ class MilvusIndex:
         """embedder, dim, chunking and whether the passages have an approximate index."""
         if not self.exists():
             raise IndexNotFound(f"no index in {self.where}: build one with `qa index PATH... "
-                                f"--milvus {self.uri} --collection {self.name}`")
+                                f"{self.options}`")
         self._load()
         settings = self._settings_or_none()
         if not settings or not {"embedder", "dim", "chunking"} <= set(settings):
             raise IndexDamaged(f"{self.where} holds no index settings; rebuild it with "
-                               f"`qa index PATH... --milvus {self.uri} --rebuild`")
+                               f"`qa index PATH... {self.options} --rebuild`")
         return settings
 
     def use_ann_index(self) -> None:
         """Replace the passages' exact index by HNSW (past EXACT_LIMIT passages)."""
-        c = self.client
-        c.release_collection(self.passages_name)
-        for _ in range(3):  # a dropped connection (gRPC GOAWAY) has lost a drop before
-            if "vector" not in c.list_indexes(self.passages_name):
-                break
-            c.drop_index(self.passages_name, "vector")
-        index = c.prepare_index_params()
-        index.add_index(field_name="vector", **ANN_INDEX)
-        try:
-            c.create_index(self.passages_name, index)
-        except Exception:
-            # A build longer than gRPC's keepalive gets the call retried, and the retry finds the
-            # index the first call built.
-            if c.describe_index(self.passages_name, "vector").get("index_type") != "HNSW":
-                raise
-        c.load_collection(self.passages_name)
+        build_ann_index(self.client, self.passages_name)
         settings = self.settings()
         self._put_document(SETTINGS_KEY, 1, 0, {**settings, "ann": True})
 
@@ -200,7 +189,7 @@ class MilvusIndex:
             "doc_id": doc_id, "version": version, "pending": pending, "meta": meta,
             "vector": [0.0, 0.0]}])
 
-    def _iterate(self, collection: str, filter: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+    def iterate(self, collection: str, filter: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         it = self.client.query_iterator(collection, batch_size=_PAGE, filter=filter,
                                         output_fields=fields, consistency_level=STRONG)
         try:
@@ -213,7 +202,7 @@ class MilvusIndex:
         """Live documents: doc_id -> {version, title, sha256, chars, chunks, source}."""
         self._load()
         out = {}
-        for row in self._iterate(self.documents_name, "version > 0",
+        for row in self.iterate(self.documents_name, "version > 0",
                                  ["doc_id", "version", "meta"]):
             if row["doc_id"] != SETTINGS_KEY:
                 out[row["doc_id"]] = {**row["meta"], "version": row["version"]}
@@ -330,7 +319,7 @@ class MilvusIndex:
         shard's documents. Returns the documents cleaned."""
         self._load()
         cleaned = []
-        for row in list(self._iterate(self.documents_name, "pending != 0",
+        for row in list(self.iterate(self.documents_name, "pending != 0",
                                       ["doc_id", "version", "meta"])):
             doc_id = row["doc_id"]
             if owns is not None and not owns(doc_id):
@@ -402,28 +391,6 @@ class MilvusIndex:
     def verify(self) -> dict[str, Any]:
         """Check that exactly the live version of every document is stored, completely:
         IndexDamaged names the first document with missing, extra or orphaned rows."""
-        docs = self.documents()
-        seen: dict[tuple[str, int], int] = {}
-        sentences_of: dict[tuple[str, int], int] = {}
-        for r in self._iterate(self.passages_name, "", ["doc_id", "version", "sentences"]):
-            key = (r["doc_id"], r["version"])
-            seen[key] = seen.get(key, 0) + 1
-            sentences_of[key] = sentences_of.get(key, 0) + len(r["sentences"])
-        stored_sentences: dict[tuple[str, int], int] = {}
-        for r in self._iterate(self.sentences_name, "", ["doc_id", "version"]):
-            key = (r["doc_id"], r["version"])
-            stored_sentences[key] = stored_sentences.get(key, 0) + 1
-        for key in sorted(set(seen) | set(stored_sentences)):
-            doc = docs.get(key[0])
-            if doc is None or doc["version"] != key[1]:
-                raise IndexDamaged(f"{self.where}: rows of {key[0]!r} version {key[1]} that is "
-                                   "not live (orphans; a writer still running, or killed: the "
-                                   "next `qa index` removes them)")
-        for doc_id, doc in docs.items():
-            key = (doc_id, doc["version"])
-            if seen.get(key, 0) != doc["chunks"] or \
-                    stored_sentences.get(key, 0) != sentences_of.get(key, 0):
-                raise IndexDamaged(f"{self.where}: document {doc_id!r} has {seen.get(key, 0)} "
-                                   f"of {doc['chunks']} passages or incomplete sentences")
-        return {"documents": len(docs), "passages": sum(seen.values()),
-                "sentences": sum(stored_sentences.values())}
+        from .milvus_check import verify
+
+        return verify(self)

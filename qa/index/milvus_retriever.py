@@ -90,7 +90,7 @@ class MilvusRetriever(Retriever):
 
     def __init__(self, uri: str, collection: str = "qa", *,
                  embedder: Embedder | str | None = None, chunker: Chunker | None = None,
-                 passage_vectors: str = "embed") -> None:
+                 passage_vectors: str | None = None) -> None:
         # Not Retriever.__init__: there is no index folder.
         self.milvus = MilvusIndex(uri, collection)
         # The UI and API read .index.path (uploads folder) and .index.exists().
@@ -109,7 +109,7 @@ class MilvusRetriever(Retriever):
     @classmethod
     def build_milvus(cls, paths: Iterable[str | os.PathLike[str]], uri: str,
                      collection: str = "qa", *, embedder: Embedder | str | None = None,
-                     chunk_size: int | None = None, passage_vectors: str = "embed",
+                     chunk_size: int | None = None, passage_vectors: str | None = None,
                      rebuild: bool = False, progress: Progress | None = None,
                      shard: str | tuple[int, int] | None = None) -> MilvusRetriever:
         """Build or incrementally update the index in Milvus from files and folders; with
@@ -140,15 +140,8 @@ class MilvusRetriever(Retriever):
             self._settings, self._settings_at = settings, now
         return self._settings
 
-    def _check_embedder_name(self, built_with: str) -> None:
-        asked = self._embedder_arg
-        name = asked if isinstance(asked, str) else getattr(asked, "name", None)
-        if name is not None and name != built_with:
-            idx = self.milvus
-            raise EmbedderMismatch(
-                f"{idx.where} was built with embedder {built_with!r}, not {name!r}; search it "
-                f"with {built_with!r} or rebuild it with `qa index PATH... --milvus {idx.uri} "
-                f"--collection {idx.name} --embedder {name} --rebuild`")
+    def _names(self) -> tuple[str, str]:
+        return self.milvus.where, self.milvus.options
 
     def snapshot(self) -> MilvusView:  # type: ignore[override]
         settings = self.settings()
@@ -194,12 +187,14 @@ class MilvusRetriever(Retriever):
             self.milvus.drop()
         if self.milvus.exists():
             settings = self.settings(fresh=True)
+            self._check_chunking(settings["chunking"])
         else:
             embedder = self.embedder
             chunker = self._chunker or Chunker()
             settings = self.milvus.create({
                 "embedder": embedder.name, "dim": embedder.dim,
-                "chunking": {**chunker.settings, "passage_vectors": self._passage_vectors}})
+                "chunking": {**chunker.settings,
+                             "passage_vectors": self._passage_vectors or "embed"}})
             self._check_embedder_name(settings["embedder"])
             self._settings, self._settings_at = settings, time.monotonic()
         return settings

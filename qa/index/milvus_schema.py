@@ -114,3 +114,22 @@ def create_collections(client: Any, documents: str, passages: str, sentences: st
         ("pending", DataType.INT64, {}),
         ("meta", DataType.JSON, {}),
     ], 2, ["pending"])
+
+
+def build_ann_index(client: Any, passages: str) -> None:
+    """Replace the exact index of the collection ``passages`` by HNSW, and load it."""
+    client.release_collection(passages)
+    for _ in range(3):  # a dropped connection (gRPC GOAWAY) has lost a drop before
+        if "vector" not in client.list_indexes(passages):
+            break
+        client.drop_index(passages, "vector")
+    index = client.prepare_index_params()
+    index.add_index(field_name="vector", **ANN_INDEX)
+    try:
+        client.create_index(passages, index)
+    except Exception:
+        # A build longer than gRPC's keepalive gets the call retried, and the retry finds the
+        # index the first call built.
+        if client.describe_index(passages, "vector").get("index_type") != "HNSW":
+            raise
+    client.load_collection(passages)
