@@ -1,5 +1,5 @@
-"""python -m bench [--quick] [--only embedding|scale|updates|milvus] — prints tables, writes
-bench/results.json and BENCHMARKS.md."""
+"""python -m bench [--quick] [--only embedding|indexing|ask|scale|updates|milvus] — prints
+tables, writes bench/results.json and BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from .common import RESULTS, machine
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--only", choices=["embedding", "indexing", "scale", "updates", "milvus"])
+    ap.add_argument("--only", choices=["embedding", "indexing", "ask", "scale", "updates",
+                                       "milvus"])
     args = ap.parse_args()
     print(machine())
     if args.only in (None, "embedding"):
@@ -22,6 +23,11 @@ def main() -> None:
     if args.only in (None, "indexing"):
         print("\n== indexing choices: quality, speed, cold start ==")
         print(indexing.report(indexing.run(quick=args.quick)))
+    if args.only in (None, "ask"):
+        from . import ask_latency
+
+        print("\n== warm ask on the sample articles ==")
+        print(ask_latency.report(ask_latency.run(rounds=1 if args.quick else 3)))
     if args.only in (None, "scale"):
         print("\n== answering at scale ==")
         print(scale.report(scale.run(quick=args.quick)))

@@ -3,13 +3,13 @@ alone and (where the code supports it) as follow-ups with a history.
 
     python -m bench.ask_latency [--index DIR] [--rounds 3]
 
-Prints one table; the numbers are recorded by hand in BENCHMARKS.md ("Answering").
+Prints one table and saves it in bench/results.json (section "ask"); ``python -m bench`` runs it
+too and writes it into BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import statistics
 import tempfile
@@ -18,6 +18,8 @@ from pathlib import Path
 
 from qa import Retriever
 from qa.retriever import sample_corpus_dir
+
+from .common import save_section
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,34 +39,42 @@ def _time(fn, rounds: int) -> tuple[float, float]:  # type: ignore[no-untyped-de
     return statistics.median(ms), ms[min(len(ms) - 1, int(0.95 * len(ms)))]
 
 
+def run(index: str | None = None, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """p50/p95 ms of warm ``ask`` (k=5) on the sample articles: the questions of
+    ``eval/sample.jsonl`` and ``eval/calibration.jsonl`` asked alone, and the rows of
+    ``eval/followups.jsonl`` with their history; each ``rounds`` times."""
+    path = index or tempfile.mkdtemp(prefix="qa-bench-")
+    r = Retriever.load(path) if index else Retriever.build([sample_corpus_dir()], path)
+    r.ask("warm-up")
+    standalone = [row["question"] for name in ("sample.jsonl", "calibration.jsonl")
+                  for row in _rows(name)]
+    follow = _rows("followups.jsonl")
+    out = {}
+    for name, n, ask in (
+            ("standalone (sample sets)", len(standalone),
+             [lambda q=q: r.ask(q, 5) for q in standalone]),
+            ("follow-ups with history", len(follow),
+             [lambda row=row: r.ask(row["question"], 5, history=row["history"])
+              for row in follow])):
+        times = sorted(_time(fn, 1)[0] for _ in range(rounds) for fn in ask)
+        out[name] = {"n": n, "p50": round(statistics.median(times), 2),
+                     "p95": round(times[int(0.95 * len(times))], 2)}
+    save_section("ask", out)
+    return out
+
+
+def report(out: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'questions':<32} {'n':>4} {'p50 ms':>8} {'p95 ms':>8}"]
+    lines += [f"{name:<32} {s['n']:>4} {s['p50']:>8} {s['p95']:>8}" for name, s in out.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--index", help="an index of the sample articles (default: build one)")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    index = args.index or tempfile.mkdtemp(prefix="qa-bench-")
-    r = Retriever.load(index) if args.index else Retriever.build([sample_corpus_dir()], index)
-    r.ask("warm-up")
-    standalone = [row["question"] for name in ("sample.jsonl", "calibration.jsonl")
-                  for row in _rows(name)]
-    print(f"{'questions':<32} {'n':>4} {'p50 ms':>8} {'p95 ms':>8}")
-    times = []
-    for _ in range(args.rounds):
-        for q in standalone:
-            times.append(_time(lambda q=q: r.ask(q, 5), 1)[0])
-    times.sort()
-    print(f"{'standalone (sample sets)':<32} {len(standalone):>4} "
-          f"{statistics.median(times):>8.1f} {times[int(0.95 * len(times))]:>8.1f}")
-    if "history" in inspect.signature(r.ask).parameters:
-        follow = _rows("followups.jsonl")
-        times = []
-        for _ in range(args.rounds):
-            for row in follow:
-                times.append(_time(lambda row=row: r.ask(row["question"], 5,
-                                                         history=row["history"]), 1)[0])
-        times.sort()
-        print(f"{'follow-ups with history':<32} {len(follow):>4} "
-              f"{statistics.median(times):>8.1f} {times[int(0.95 * len(times))]:>8.1f}")
+    print(report(run(args.index, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -335,8 +335,10 @@ class Retriever:
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
         passage_sims = snap.passage_vectors(rows_in_order) @ qv
-        for row, passage_sim in zip(rows_in_order, passage_sims.tolist()):
-            sims = snap.sentence_vectors_of(row) @ qv
+        sentence_vectors = snap.sentence_vectors(rows_in_order)
+        for row, passage_sim, vectors in zip(rows_in_order, passage_sims.tolist(),
+                                             sentence_vectors):
+            sims = vectors @ qv
             best = float(sims.max()) if len(sims) else passage_sim
             scored.append((row, PASSAGE_WEIGHT * passage_sim + (1 - PASSAGE_WEIGHT) * best))
             sentence_sims[row] = sims

@@ -178,19 +178,31 @@ class Snapshot:
     def passage_vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The vectors of the given rows, each checked to be unit length."""
         out = np.empty((len(rows), self.dim), dtype=np.float32)
+        files = set()
         for j, row in enumerate(rows):
             view, local = self.locate(int(row))
             reader = view.segment.chunk_rows
-            out[j] = check_unit_rows(reader.span(local, local + 1), str(reader.path))[0]
+            out[j] = reader.span(local, local + 1)[0]
+            files.add(str(reader.path))
+        return check_unit_rows(out, " or ".join(sorted(files)))
+
+    def sentence_vectors(self, rows: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        """For each given row, its sentences' vectors (one read per row), all checked to be unit
+        length at once."""
+        out, files = [], set()
+        for row in rows:
+            view, local = self.locate(int(row))
+            seg = view.segment
+            offsets = seg.sentence_offsets
+            out.append(seg.sentence_rows.span(int(offsets[local]), int(offsets[local + 1])))
+            files.add(str(seg.sentence_rows.path))
+        if out:
+            check_unit_rows(np.concatenate(out), " or ".join(sorted(files)))
         return out
 
     def sentence_vectors_of(self, row: int) -> np.ndarray:
-        """The vectors of row ``row``'s sentences, in one read, checked to be unit length."""
-        view, local = self.locate(row)
-        seg = view.segment
-        offsets = seg.sentence_offsets
-        vectors = seg.sentence_rows.span(int(offsets[local]), int(offsets[local + 1]))
-        return check_unit_rows(vectors, str(seg.sentence_rows.path))
+        """The vectors of row ``row``'s sentences, checked to be unit length."""
+        return self.sentence_vectors([row])[0]
 
     def candidate_rows(self, query: np.ndarray, *, passages: int, sentences: int) -> list[int]:
         """Rows worth re-scoring for ``query`` (one row vector): the best ``passages`` passages
