@@ -109,12 +109,11 @@ def _unigram_vocab(mf: ModelFile) -> list[tuple[str, float]]:
     so that the lowest score (hence the unknown-character score) is the model file's."""
     pieces = _load_pieces(mf)
     lowest = float(np.float32(mf.scores.min()))
-    scores = mf.scores.astype(np.float32).astype(np.float64).tolist()
-    last = {p: i for i, p in enumerate(pieces)}
-    vocab: list[tuple[str, float]] = []
-    for i, p in enumerate(pieces):
-        if i == mf.unk or not p or last[p] != i:
-            vocab.append((f"\0{i}", lowest))
-        else:
-            vocab.append((p, scores[i]))
+    vocab = list(zip(pieces, mf.scores.astype(np.float32).astype(np.float64).tolist()))
+    last = dict(zip(pieces, range(len(pieces))))
+    never = [mf.unk, *(i for i in range(len(pieces)) if last[pieces[i]] != i)] \
+        if len(last) < len(pieces) else [mf.unk]
+    never += [last[""]] if "" in last else []
+    for i in never:
+        vocab[i] = (f"\0{i}", lowest)
     return vocab
