@@ -29,7 +29,7 @@ from .index import IndexDir, Snapshot
 from .index.document_text import document_text
 from .index.update import Progress, UpdateReport, apply_update, rewrite
 from .limits import DEFAULT_K, check_k, clean_question
-from .sources import empty_corpus_message, given_paths
+from .sources import empty_corpus_message, given_paths, source_of, stale_documents
 
 # Taken from here by qa.generation and eval/.
 __all__ = ["DEFAULT_K", "Retriever", "check_k", "clean_question", "default_index_dir",
@@ -293,23 +293,9 @@ class Retriever:
         if not docs and (rebuild or not self.index.exists()):
             raise EmptyCorpus(empty_corpus_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
-        # Sources are where the files were found (links not resolved): a link deleted from the
-        # folder, or a file gone from a moved one, is then recognised as gone. Indexes written
-        # before recorded resolved paths, hence both forms of each root.
-        root_dirs = {s for p in roots if p.is_dir() for s in (os.path.abspath(p),
-                                                               str(p.resolve()))}
-        sources = {d.doc_id: os.path.abspath(d.path) for d in docs}
-        gone: list[str] = []
-        if self.index.exists() and not rebuild:
-            for doc_id, meta in self.snapshot().documents.items():
-                src = meta.get("source", "")
-                under_root = any(src.startswith(root + os.sep) for root in root_dirs)
-                # A file indexed from a folder that is gone from where it was found (the folder
-                # moved, the file deleted) is stale wherever it came from.
-                vanished = (src.endswith(os.sep + doc_id) and os.path.isabs(src)
-                            and not os.path.lexists(src))
-                if doc_id not in present and (under_root or vanished):
-                    gone.append(doc_id)
+        sources = {d.doc_id: source_of(d.path) for d in docs}
+        gone = stale_documents(roots, self.snapshot().documents, present) \
+            if self.index.exists() and not rebuild else []
         return self._update(upsert=docs, remove=gone, sources=sources, rebuild=rebuild,
                             progress=progress, report=UpdateReport(skipped=skipped))
 

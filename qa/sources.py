@@ -4,7 +4,7 @@ them."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +28,30 @@ def empty_corpus_message(paths: Sequence[Any], skipped: list[Any]) -> str:
     if skipped:
         return f"no readable documents in {where}: " + "; ".join(str(s) for s in skipped[:3])
     return f"no documents in {where} (supported: .txt, .md, .html, .pdf)"
+
+
+def stale_documents(roots: Sequence[Path], indexed: Mapping[str, Mapping[str, Any]],
+                    present: set[str]) -> list[str]:
+    """The indexed documents a sync of ``roots`` removes: those not ``present`` that were indexed
+    from under one of the folders, or whose source is gone from where it was found (the folder
+    moved, the file or its link deleted) wherever it came from.
+
+    Sources are where the files were found (links not resolved), so a deleted link counts as
+    gone; indexes written before recorded resolved paths, hence both forms of each root."""
+    root_dirs = {s for p in roots if p.is_dir() for s in (os.path.abspath(p), str(p.resolve()))}
+    gone = []
+    for doc_id, meta in indexed.items():
+        if doc_id in present:
+            continue
+        src = str(meta.get("source", ""))
+        under_root = any(src.startswith(root + os.sep) for root in root_dirs)
+        vanished = (src.endswith(os.sep + doc_id) and os.path.isabs(src)
+                    and not os.path.lexists(src))
+        if under_root or vanished:
+            gone.append(doc_id)
+    return gone
+
+
+def source_of(path: str | os.PathLike[str]) -> str:
+    """What an index records as a document's source: where it was found, links not resolved."""
+    return os.path.abspath(path)

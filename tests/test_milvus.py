@@ -287,3 +287,29 @@ def test_options_an_existing_collection_cannot_honour_are_refused(tmp_path: Path
     assert r.info()["chunking"]["chunk_size"] == 400 and r.last_report.unchanged
     r = Retriever.build([corpus], milvus=db, collection="c1")  # the embedder too
     assert r.info()["embedder"] == "test-trigram"
+
+
+def test_a_sync_removes_what_a_folder_index_removes(tmp_path: Path, corpus: Path) -> None:
+    """One rule for both backends (qa.sources.stale_documents): a deleted link and a file gone
+    from a moved folder are removed on the next sync. Milvus recorded resolved paths and had its
+    own copy of the rule, so a deleted link stayed indexed; an empty path was not refused."""
+    store = corpus / "store"
+    store.mkdir()
+    (store / "penguins.txt").write_text("Penguins live in the Antarctic and cannot fly.")
+    (corpus / "penguins-link.txt").symlink_to(store / "penguins.txt")
+    db, emb = str(tmp_path / "sync.db"), TrigramEmbedder()
+    r = Retriever.build([corpus], embedder=emb, milvus=db)
+    assert "penguins-link.txt" in {d["doc_id"] for d in r.documents()}
+    (corpus / "penguins-link.txt").unlink()
+    r = Retriever.build([corpus], embedder=emb, milvus=db)
+    assert r.last_report.removed == ["penguins-link.txt"]
+    moved = tmp_path / "moved"
+    corpus.rename(moved)
+    r = Retriever.build([moved], embedder=emb, milvus=db)
+    assert r.last_report.unchanged == ["cats.txt", "rivers.md", "store/penguins.txt",
+                                       "sub/volcano.html"]
+    (moved / "rivers.md").unlink()
+    r = Retriever.build([moved], embedder=emb, milvus=db)
+    assert r.last_report.removed == ["rivers.md"]
+    with pytest.raises(BadRequest, match="empty path"):
+        Retriever.build([""], embedder=emb, milvus=db)

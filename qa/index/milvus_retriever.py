@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..retriever import (
     PASSAGE_WEIGHT,
     Retriever,
 )
-from ..sources import empty_corpus_message
+from ..sources import empty_corpus_message, given_paths, source_of, stale_documents
 from .milvus import EXACT_LIMIT, MilvusIndex
 from .update import Progress, UpdateReport, passage_means
 
@@ -260,23 +259,11 @@ class MilvusRetriever(Retriever):
             return sv, passage_means(sv, owner, len(chunks), lengths), len(sentences)
         return sv, _embed_texts(emb, [c.text for c in chunks]), len(sentences) + len(chunks)
 
-    def add(self, paths: Iterable[str | os.PathLike[str]], *,
-            progress: Progress | None = None) -> UpdateReport:
-        paths = list(paths)
-        docs, skipped = _load(paths, None)
-        if not docs and not self.milvus.exists():
-            raise EmptyCorpus(empty_corpus_message(paths, skipped))
-        return self._update(upsert=docs, sources={d.doc_id: d.path for d in docs},
-                            progress=progress, report=UpdateReport(skipped=skipped))
-
-    def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
-        return self._update(remove=list(doc_ids))
-
     def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,
              progress: Progress | None = None,
              shard: tuple[int, int] | None = None) -> UpdateReport:
         """Make the index match ``paths`` (only shard ``(I, N)``'s documents, if given)."""
-        roots = [Path(p) for p in paths]
+        roots = given_paths(paths)
         if rebuild and shard is not None:
             raise QAError("--rebuild drops the whole collection: run it once without --shard, "
                           "then start the sharded workers")
@@ -284,15 +271,9 @@ class MilvusRetriever(Retriever):
         if not docs and (rebuild or not self.milvus.exists()):
             raise EmptyCorpus(empty_corpus_message(roots, skipped))
         present = {doc_id for _, doc_id in iter_files(roots)}
-        root_dirs = {str(p.resolve()) for p in roots if p.is_dir()}
-        sources = {d.doc_id: str(Path(d.path).resolve()) for d in docs}
-        gone = []
-        if self.milvus.exists() and not rebuild:
-            for doc_id, meta in self.milvus.documents().items():
-                src = meta.get("source", "")
-                if (in_shard(doc_id, shard) and doc_id not in present
-                        and any(src.startswith(root + os.sep) for root in root_dirs)):
-                    gone.append(doc_id)
+        sources = {d.doc_id: source_of(d.path) for d in docs}
+        gone = [d for d in stale_documents(roots, self.milvus.documents(), present)
+                if in_shard(d, shard)] if self.milvus.exists() and not rebuild else []
         return self._update(upsert=docs, remove=gone, sources=sources, rebuild=rebuild,
                             progress=progress, report=UpdateReport(skipped=skipped), shard=shard)
 

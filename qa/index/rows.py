@@ -7,7 +7,7 @@ rows asked for with ``pread`` and leave the page cache to the kernel.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import overload
 
@@ -36,6 +36,19 @@ def check_unit_rows(vectors: np.ndarray, file: str) -> np.ndarray:
             " not 1); rebuild the index with `qa index PATH... --index DIR --rebuild` "
             "(your documents are untouched)")
     return vectors
+
+
+def sequence_item(seq: Sequence[Chunk], i: int | slice,
+                  get: Callable[[int], Chunk]) -> Chunk | list[Chunk]:
+    """``seq[i]`` for a sequence whose items ``get(j)`` makes (0 <= j < len): negative indexes
+    and slices as a list's, IndexError out of range."""
+    if isinstance(i, slice):
+        return [get(j) for j in range(*i.indices(len(seq)))]
+    if i < 0:
+        i += len(seq)
+    if not 0 <= i < len(seq):
+        raise IndexError(i)
+    return get(i)
 
 
 class NpyRows:
@@ -113,13 +126,7 @@ class ChunkTable(Sequence[Chunk]):
     def __getitem__(self, i: slice) -> list[Chunk]: ...
 
     def __getitem__(self, i: int | slice) -> Chunk | list[Chunk]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return Chunk.from_json(json.loads(self.line(i)))
+        return sequence_item(self, i, lambda j: Chunk.from_json(json.loads(self.line(j))))
 
     def line(self, i: int) -> bytes:
         """Row ``i`` as its stored JSON line (a merge copies these without parsing them)."""

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 
 from ..chunking import Chunk
-from .rows import check_unit_rows
+from .rows import check_unit_rows, sequence_item
 from .segments import Segment
 
 
@@ -90,13 +90,10 @@ class LiveChunks(Sequence[Chunk]):
     def __getitem__(self, i: slice) -> list[Chunk]: ...
 
     def __getitem__(self, i: int | slice) -> Chunk | list[Chunk]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        view, local = self._snap.locate(i)
+        return sequence_item(self, i, self._chunk)
+
+    def _chunk(self, row: int) -> Chunk:
+        view, local = self._snap.locate(row)
         return view.segment.chunks[local]
 
 
