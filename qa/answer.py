@@ -28,14 +28,16 @@ class Passage:
     highlights: tuple[tuple[int, int], ...] = field(default=())
     """Offsets (in the document) of the sentences the answer cites from this passage."""
 
+    def source(self) -> dict[str, Any]:
+        """Where the passage comes from (the integrations' metadata): document, title, offsets
+        in the document, rank."""
+        return {"rank": self.rank, "doc_id": self.doc_id, "title": self.title,
+                "start": self.start, "end": self.end}
+
     def to_json(self) -> dict[str, Any]:
         """The passage as every surface (CLI, HTTP, chat, integrations) returns it."""
         return {
-            "rank": self.rank,
-            "doc_id": self.doc_id,
-            "title": self.title,
-            "start": self.start,
-            "end": self.end,
+            **self.source(),
             "text": self.text,
             "score": round(float(self.score), 4),
             "chunk_id": self.chunk_id,

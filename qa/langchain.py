@@ -49,15 +49,8 @@ def passage_to_document(passage: Passage) -> Document:
     """A LangChain ``Document`` for a retrieved passage: its text, and where it comes from."""
     return Document(
         page_content=passage.text,
-        metadata={
-            "doc_id": passage.doc_id,
-            "title": passage.title,
-            "start": passage.start,
-            "end": passage.end,
-            "score": float(passage.score),
-            "rank": passage.rank,
-            "chunk_id": passage.chunk_id,
-        },
+        metadata={**passage.source(), "score": float(passage.score),
+                  "chunk_id": passage.chunk_id},
     )
 
 

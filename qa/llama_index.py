@@ -45,13 +45,7 @@ def passage_to_node(passage: Passage) -> NodeWithScore:
     node = TextNode(
         id_=f"{passage.doc_id}#{passage.chunk_id}",
         text=passage.text,
-        metadata={
-            "doc_id": passage.doc_id,
-            "title": passage.title,
-            "start": passage.start,
-            "end": passage.end,
-            "rank": passage.rank,
-        },
+        metadata=passage.source(),
         excluded_llm_metadata_keys=list(_NOT_FOR_THE_LLM),
         excluded_embed_metadata_keys=list(_NOT_FOR_THE_LLM),
     )
