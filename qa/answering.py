@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -52,7 +53,9 @@ def _model_file(custom: str | None) -> dict[str, Any]:
 def models_for(embedder: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fitted sentence ranker and answer-or-abstain model for ``embedder`` (see
     eval/calibrate.py), from ``$QA_CALIBRATION`` if set, else the ones shipped."""
-    entry = _model_file(os.environ.get("QA_CALIBRATION") or None).get(embedder, {})
+    fitted = _model_file(os.environ.get("QA_CALIBRATION") or None)
+    # One model on another engine ("-int8", "-fp32": vectors within cosine 0.999) uses its fits.
+    entry = fitted.get(embedder) or fitted.get(re.sub(r"-(int8|fp32)$", "", embedder), {})
     return entry.get("ranker", ranking.UNFITTED), entry.get("abstain", _UNCALIBRATED)
 
 

