@@ -315,7 +315,7 @@ def test_questions_during_indexing_say_so(page, tmp_path: Path) -> None:  # noqa
         f"Am {d % 28 + 1}. Tag der Zählung {d} sahen Beobachter auf {places[d % 7]} "
         f"{d * 13 % 997} Vögel der Art {birds[d % 7]}, die nach Süden zogen. "
         f"Das Wetter war {'klar' if d % 2 else 'neblig'} und der Wind kam aus Nordost."
-        for d in range(300)), encoding="utf-8")
+        for d in range(1500)), encoding="utf-8")  # ~20 s of indexing: the question lands in it
     page.set_input_files("#qa-upload input[type=file]", [str(big)])
     page.wait_for_function(  # Gradio shows the embedding progress while it indexes
         "() => (document.querySelector('#qa-upload-status') || {}).innerText"
