@@ -291,10 +291,15 @@ class OnnxE5:
                     windows.append(Window(i, ids, max(len(part), 1)))
                 i += 1
             batches = self._plan(windows, range(first, len(windows)))
-            if i >= n and not jobs and len(batches) == 1:
-                # the whole call is one inference: use all threads inside it
-                sess = self._session("uN") if not batches[0].masked else None
-                jobs.append((batches[0], None, self._run(sess, windows, batches[0])))
+            small = sum(len(windows[w].ids) for b in batches for w in b.windows) <= 512
+            if i >= n and not jobs and (len(batches) == 1 or small and not any(
+                    b.masked for b in batches)):
+                # One inference, or a few small unpadded ones (a process adding one short
+                # document): all threads inside each, on one session, so that no other
+                # session is built for them (~0.15 s each).
+                for bt in batches:
+                    sess = self._session("uN") if not bt.masked else None
+                    jobs.append((bt, None, self._run(sess, windows, bt)))
             else:
                 for bt in batches:
                     if self._pool is None:

