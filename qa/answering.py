@@ -14,7 +14,6 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ def _model_file(custom: str | None) -> dict[str, Any]:
     if custom:
         text = Path(custom).read_text(encoding="utf-8")
     else:
-        text = resources.files("qa").joinpath("calibration.json").read_text(encoding="utf-8")
+        text = (Path(__file__).parent / "calibration.json").read_text(encoding="utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
 
 

@@ -4,7 +4,6 @@ in the user's cache folder, built on first use."""
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,7 @@ def default_index_dir() -> Path:
 
 def sample_corpus_dir() -> Path:
     """The two German news articles shipped with the package."""
-    return Path(str(resources.files("qa").joinpath("data/sample")))
+    return Path(__file__).parent / "data" / "sample"
 
 
 def open_default(progress: Progress | None = None) -> Retriever:

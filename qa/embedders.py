@@ -21,11 +21,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from .errors import BadRequest
+
+if TYPE_CHECKING:
+    from .e5 import OnnxE5
 
 DEFAULT_EMBEDDER = "multilingual-e5-small"
 
@@ -118,26 +121,44 @@ class FastE5Embedder:
 
     def __init__(self, cache_dir: str | None = None, *, precision: str = "auto",
                  named: bool = False) -> None:
-        from .e5 import OnnxE5
-        from .e5.runtime import x86_without_vnni
-
         # ``named``: the precision is part of the name (an index built so is searched so).
         self.name = "multilingual-e5-small" + (f"-{precision}" if named else "")
-        # "auto": passages and sentences on the int8 engine where the CPU has VNNI (each corpus
-        # token is embedded twice, and int8 is ~2x as fast), questions in fp32 (one short text
-        # each). Measured on XQuAD dev (BENCHMARKS.md): int8 questions cost 0.3-0.5 points of
-        # R@1, int8 passages and sentences with fp32 questions 0.3.
-        if precision == "auto":
-            passages = "fp32" if x86_without_vnni() else "int8"
-            queries = "fp32"
-        else:
-            passages = queries = precision
-        cache = cache_dir or _cache_dir()
-        self._model = OnnxE5(cache, precision=passages)
-        self._query_model = self._model if queries == passages else \
-            OnnxE5(cache, precision=queries, tokenizer_of=self._model)
+        self._cache_dir = cache_dir or _cache_dir()
+        self._precision = precision
+        self._engines: tuple[OnnxE5, OnnxE5] | None = None
+        self._engines_lock = threading.Lock()
         self._first_query = threading.Lock()
         self._first_query_done = False
+
+    def _load_engines(self) -> tuple[OnnxE5, OnnxE5]:
+        """(passage engine, question engine), made on first use: ``qa ask`` may need neither.
+
+        "auto": passages and sentences on the int8 engine where the CPU has VNNI (each corpus
+        token is embedded twice, and int8 is ~2x as fast), questions in fp32 (one short text
+        each). Measured on XQuAD dev (BENCHMARKS.md): int8 questions cost 0.2-0.3 points of
+        R@1, int8 passages and sentences with fp32 questions 0.4."""
+        with self._engines_lock:
+            if self._engines is None:
+                from .e5 import OnnxE5
+                from .e5.runtime import x86_without_vnni
+
+                if self._precision == "auto":
+                    passages = "fp32" if x86_without_vnni() else "int8"
+                    queries = "fp32"
+                else:
+                    passages = queries = self._precision
+                model = OnnxE5(self._cache_dir, precision=passages)
+                self._engines = (model, model if queries == passages else
+                                 OnnxE5(self._cache_dir, precision=queries, tokenizer_of=model))
+            return self._engines
+
+    @property
+    def _model(self) -> OnnxE5:
+        return self._load_engines()[0]
+
+    @property
+    def _query_model(self) -> OnnxE5:
+        return self._load_engines()[1]
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
