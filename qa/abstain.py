@@ -44,24 +44,6 @@ _KEY_RULES = (("cz", "tsch"), ("tsch", "ch"), ("sch", "sh"), ("ph", "f"), ("th",
               ("ck", "k"), ("c", "k"), ("q", "k"), ("ie", "i"), ("w", "v"), ("y", "i"), ("j", "i"),
               ("z", "s"))
 
-_ASKS_NUMBER = re.compile(
-    r"\b(how (many|much)|what percentage|wie viele?|wieviele?|wie hoch)\b", re.IGNORECASE)
-_NUMBER = re.compile(
-    r"\d|\b(ein|eine|zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|"
-    r"dreißig|hundert|tausend|dutzend|millionen?|milliarden?|hälfte|prozent|one|two|three|four|"
-    r"five|six|seven|eight|nine|ten|twelve|twenty|hundred|thousand|dozen|millions?|billions?|"
-    r"half|percent)\b", re.IGNORECASE)
-_ASKS_TIME = re.compile(
-    r"\b(when|what (year|date|day)|which (year|day)|wann|seit wann|in welchem jahr|an welchem "
-    r"tag)\b", re.IGNORECASE)
-_TIME = re.compile(
-    r"\d{4}|\b(januar|februar|märz|april|mai|juni|juli|august|september|oktober|november|dezember|"
-    r"january|february|march|may|june|july|october|december|montag|dienstag|mittwoch|donnerstag|"
-    r"freitag|samstag|sonntag|monday|tuesday|wednesday|thursday|friday|saturday|sunday|frühjahr|"
-    r"frühling|sommer|herbst|winter|spring|summer|autumn|fall|gestern|heute|morgen|yesterday|"
-    r"today|tomorrow|woche|monat|jahr|week|month|year)\w*", re.IGNORECASE)
-
-
 @lru_cache(maxsize=1 << 16)
 def spelling_key(word: str) -> str:
     """Lower case, no diacritics, a few transliteration rules and no doubled letters, so that
@@ -136,13 +118,16 @@ def _missing_terms(question: str, texts: tuple[str, ...]) -> tuple[str, ...]:
 
 def no_time(question: str, best_sentences: list[str]) -> float:
     """1.0 where the question asks "when" and none of the best sentences holds a time."""
-    asks = bool(_ASKS_TIME.search(question))
-    return float(asks and not any(_TIME.search(s) for s in best_sentences))
+    from .answer_kinds import answer_kinds, holds_time
+
+    return float(answer_kinds(question)["when"] and not any(map(holds_time, best_sentences)))
 
 
 def no_number(question: str, best_sentence: str) -> float:
     """1.0 where the question asks "how many" and the best sentence holds no number."""
-    return float(bool(_ASKS_NUMBER.search(question)) and not _NUMBER.search(best_sentence))
+    from .answer_kinds import answer_kinds, holds_number
+
+    return float(answer_kinds(question)["number"] and not holds_number(best_sentence, question))
 
 
 def features(
@@ -154,7 +139,8 @@ def features(
     best passage stands above the rest, the ranker's belief in its best sentence, missing terms,
     answer-type mismatches, and (``best_evidence``) how much of the question the ranker's best
     sentence and its passage hold."""
-    from .ranking import answer_kinds, form
+    from .answer_kinds import answer_kinds
+    from .ranking import form
 
     ranked = sorted(sentence_scores, key=lambda t: -t[0])
     best = [text for _, text in ranked[:3]]

@@ -26,6 +26,13 @@ from functools import lru_cache
 from typing import Any
 
 from .abstain import _STOP, _WORD, salient_terms, spelling_key
+from .answer_kinds import (
+    answer_kinds,
+    holds_number,
+    holds_person_or_organisation,
+    holds_place,
+    holds_time,
+)
 
 # The features, in the order the fitted weights use them.
 FEATURES = (
@@ -36,33 +43,6 @@ FEATURES = (
     "heading", "list_marker", "quote_fragment", "short", "log_words",
 )
 
-_ASKS_WHO = re.compile(r"^\W*(who|whom|whose|wer|wem|wen|wessen)\b|\b(which|what|welche[rsmn]?)"
-                       r" (person|man|woman|company|organi[sz]ation|group|team|minister|"
-                       r"president|leader|person|firma|organisation|gruppe|politiker)", re.I)
-_ASKS_WHEN = re.compile(r"\b(when|what (year|date|day|time)|which (year|day|century)|wann|seit "
-                        r"wann|in welchem jahr(hundert)?|an welchem tag|um wie viel uhr)\b", re.I)
-_ASKS_NUMBER = re.compile(r"\b(how (many|much|long|far|old|big|large|high)|what percentage|"
-                          r"wie (viele?|hoch|lange?|weit|alt|groß)|wieviele?)\b", re.I)
-_ASKS_WHERE = re.compile(r"^\W*(where|wo|woher|wohin)\b|\b(in|at|from|aus|in) (which|what|"
-                         r"welche[rsmn]?) (city|country|place|region|stadt|land|ort|region)\b",
-                         re.I)
-_TIME = re.compile(
-    r"\b1[0-9]{3}\b|\b20[0-9]{2}\b|\b(januar|februar|märz|april|mai|juni|juli|august|september|"
-    r"oktober|november|dezember|january|february|march|may|june|july|october|december|montag|"
-    r"dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|monday|tuesday|wednesday|thursday|"
-    r"friday|saturday|sunday|frühjahr|frühling|sommer|herbst|winter|jahrhundert|century|"
-    r"gestern|heute|yesterday|today|uhr|o'clock)\w*|\b\d{1,2}\.\s?\d{1,2}\.", re.I)
-_NUMBER = re.compile(
-    r"\d|\b(zwei|drei|vier|fünf|sechs|sieben|acht|neun|zehn|elf|zwölf|zwanzig|dreißig|"
-    r"hundert|tausend|dutzend|millionen?|milliarden?|hälfte|prozent|two|three|four|five|six|"
-    r"seven|eight|nine|ten|twelve|twenty|hundred|thousand|dozen|millions?|billions?|half|"
-    r"percent)\w*", re.I)
-# A person or organisation: two capitalised words in a row not opening the sentence (German
-# capitalises every noun, so one capitalised word says little), or an organisation suffix.
-_NAME_PAIR = re.compile(r"(?<=\S\s)[A-ZÄÖÜ][\w.-]+\s[A-ZÄÖÜ][\w-]+")
-_ORG = re.compile(r"\b\w+(GmbH|AG|Inc|Ltd|Verein|Partei|Party|Universität|University|"
-                  r"Ministerium|Ministry)\b")
-_PLACE = re.compile(r"\b(in|im|nach|bei|aus|near|at|from|zu)\s+[A-ZÄÖÜ]\w+")
 _LIST_MARKER = re.compile(r"^\s*([-*•–]|\d{1,3}[.)])\s")
 _QUOTES = "\"'“”„«»‚‘’"
 
@@ -150,19 +130,6 @@ def _share(terms: tuple[str, ...], words: tuple[str, ...],
     return len(_found_terms(words, matches)) / len(terms) if terms else 0.0
 
 
-def answer_kinds(question: str) -> dict[str, bool]:
-    """Which kind of answer the question asks for."""
-    return {"who": bool(_ASKS_WHO.search(question)), "when": bool(_ASKS_WHEN.search(question)),
-            "number": bool(_ASKS_NUMBER.search(question)),
-            "where": bool(_ASKS_WHERE.search(question))}
-
-
-def _holds_number(text: str, question: str) -> bool:
-    q_numbers = set(re.findall(r"\d+", question))
-    return any(n not in q_numbers for n in re.findall(r"\d+", text)) or bool(
-        _NUMBER.search(re.sub(r"\d", "", text)))
-
-
 def form(text: str) -> dict[str, float]:
     """Features of a sentence's form: heading, list item, bare quote fragment, length."""
     stripped = text.strip()
@@ -209,10 +176,10 @@ def _features(question: str, cands: tuple[Candidate, ...]) -> tuple[tuple[float,
     rows = []
     for c, found in zip(cands, found_in):
         words = _keys(c.text)
-        who = bool(_NAME_PAIR.search(c.text) or _ORG.search(c.text))
-        when = bool(_TIME.search(c.text))
-        number = _holds_number(c.text, question)
-        where = bool(_PLACE.search(c.text))
+        who = holds_person_or_organisation(c.text)
+        when = holds_time(c.text)
+        number = holds_number(c.text, question)
+        where = holds_place(c.text)
         f = {
             "sim": c.sim, "sim_gap": c.sim - best_sim, "passage_score": c.passage_score,
             "passage_gap": c.passage_score - top_passage, "inv_rank": 1.0 / c.rank,
