@@ -320,11 +320,12 @@ class Retriever:
                                             sentences=_SENTENCE_CANDIDATES + k)
         scored: list[tuple[int, float]] = []
         sentence_sims: dict[int, np.ndarray] = {}
-        passage_sims = snap.passage_vectors(rows_in_order) @ qv
-        sentence_vectors = snap.sentence_vectors(rows_in_order)
-        for row, passage_sim, vectors in zip(rows_in_order, passage_sims.tolist(),
-                                             sentence_vectors):
-            sims = vectors @ qv
+        passage_vectors, sentence_vectors, bounds = snap.rescoring_vectors(rows_in_order)
+        passage_sims = passage_vectors @ qv
+        all_sims = sentence_vectors @ qv  # one product for all sentences, split by passage
+        for row, passage_sim, lo, hi in zip(rows_in_order, passage_sims.tolist(), bounds[:-1],
+                                            bounds[1:]):
+            sims = all_sims[lo:hi]
             best = float(sims.max()) if len(sims) else passage_sim
             scored.append((row, PASSAGE_WEIGHT * passage_sim + (1 - PASSAGE_WEIGHT) * best))
             sentence_sims[row] = sims

@@ -215,6 +215,14 @@ def test_snapshot_arrays_stay_consistent_after_updates(corpus: Path, tmp_path: P
         assert np.allclose(vectors, emb.embed_passages(chunk.sentence_texts()), atol=1e-6)
         assert np.allclose(snap.passage_vectors([row])[0], emb.embed_passages([chunk.text])[0],
                            atol=1e-6)
+    # Re-scoring reads many rows of both segments at once, in any order.
+    rows = list(range(len(snap.chunks)))[::-1] + [0]
+    passages, sentences, bounds = snap.rescoring_vectors(rows)
+    for j, row in enumerate(rows):
+        chunk = snap.chunks[row]
+        assert np.allclose(passages[j], emb.embed_passages([chunk.text])[0], atol=1e-6)
+        assert np.allclose(sentences[bounds[j] : bounds[j + 1]],
+                           emb.embed_passages(chunk.sentence_texts()), atol=1e-6)
 
 
 def test_large_files_are_sample_checked_on_load_and_fully_by_verify(

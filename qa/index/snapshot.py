@@ -172,30 +172,58 @@ class Snapshot:
         view = self.views[i]
         return view, view.local(row - int(self.starts[i]))
 
+    def _locate_all(self, rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`locate` for many rows at once: each row's view index and segment row."""
+        rows = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        local = rows - self.starts[which]
+        for i in np.unique(which).tolist():
+            live = self.views[i].live
+            if live is not None:
+                mine = which == i
+                local[mine] = live[local[mine]]
+        return which, local
+
     def passage_vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The vectors of the given rows, each checked to be unit length."""
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
-        files = set()
-        for j, row in enumerate(rows):
-            view, local = self.locate(int(row))
-            reader = view.segment.chunk_rows
-            out[j] = reader.span(local, local + 1)[0]
-            files.add(str(reader.path))
-        return check_unit_rows(out, " or ".join(sorted(files)))
+        return self.rescoring_vectors(rows, sentences=False)[0]
 
     def sentence_vectors(self, rows: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """For each given row, its sentences' vectors (one read per row), all checked to be unit
-        length at once."""
-        out, files = [], set()
-        for row in rows:
-            view, local = self.locate(int(row))
-            seg = view.segment
-            offsets = seg.sentence_offsets
-            out.append(seg.sentence_rows.span(int(offsets[local]), int(offsets[local + 1])))
-            files.add(str(seg.sentence_rows.path))
-        if out:
-            check_unit_rows(np.concatenate(out), " or ".join(sorted(files)))
-        return out
+        """For each given row, its sentences' vectors, all checked to be unit length."""
+        _, flat, bounds = self.rescoring_vectors(rows, passages=False)
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def rescoring_vectors(
+        self, rows: Sequence[int] | np.ndarray, *, passages: bool = True, sentences: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """What re-scoring a question's candidates reads, one read per row and file: the rows'
+        passage vectors, all their sentences' vectors in row order, and where each row's
+        sentences begin there (``bounds[j]:bounds[j + 1]``), all checked to be unit length."""
+        which, local = self._locate_all(rows)
+        dim = self.dim
+        p_out = np.empty((len(local) if passages else 0, dim), dtype=np.float32)
+        lo_s = hi_s = np.zeros(len(local), dtype=np.int64)
+        groups = [(i, which == i) for i in np.unique(which).tolist()]
+        if sentences:
+            lo_s, hi_s = lo_s.copy(), hi_s.copy()
+            for i, mine in groups:
+                offsets = self.views[i].segment.sentence_offsets
+                lo_s[mine], hi_s[mine] = offsets[local[mine]], offsets[local[mine] + 1]
+        bounds = np.concatenate([[0], np.cumsum(hi_s - lo_s)]).tolist()
+        s_out = np.empty((bounds[-1], dim), dtype=np.float32)
+        for i, mine in groups:
+            seg = self.views[i].segment
+            js = np.flatnonzero(mine).tolist()
+            if passages:
+                seg.chunk_rows.read_into(p_out, [(lo, lo + 1) for lo in local[mine].tolist()], js)
+            if sentences:
+                seg.sentence_rows.read_into(
+                    s_out, list(zip(lo_s[mine].tolist(), hi_s[mine].tolist())),
+                    [bounds[j] for j in js])
+        segs = [self.views[i].segment for i, _ in groups]
+        p_files = " or ".join(sorted({str(seg.chunk_rows.path) for seg in segs}))
+        s_files = " or ".join(sorted({str(seg.sentence_rows.path) for seg in segs}))
+        return check_unit_rows(p_out, p_files), check_unit_rows(s_out, s_files), bounds
 
     def sentence_vectors_of(self, row: int) -> np.ndarray:
         """The vectors of row ``row``'s sentences, checked to be unit length."""
