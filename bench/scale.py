@@ -73,7 +73,7 @@ def faiss_compare(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[
     out["ivf"] = {"lists": ivf_lists(len(vectors)), "build_s": round(build_s, 1),
                   "size_mb": round((work / "ivf.faiss").stat().st_size / 2**20), "nprobe": {}}
     index = ivf._index
-    for nprobe in (32, 64, 128, 256):
+    for nprobe in (32, 64, 128, 160, 256):
         index.nprobe = nprobe
         hits, lat = 0, []
         for q, t10 in zip(queries, truth):
