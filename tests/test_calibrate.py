@@ -1,0 +1,54 @@
+"""The ranker's fitting (eval/calibrate.py): the listwise objective and its calibration."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+
+def _calibrate() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "eval" / "calibrate.py"
+    spec = importlib.util.spec_from_file_location("qa_eval_calibrate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _questions(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Questions of 8 candidate sentences, one answering. Feature 0 sets the answering sentence
+    apart within its question; feature 1 is the question's difficulty (the same for all its
+    sentences), and hard questions' answering sentences stand out more on feature 0."""
+    xs, ys, starts = [], [], [0]
+    for _ in range(n):
+        hard = rng.uniform(0, 1)
+        f0 = rng.normal(0, 1, 8) - 3 * hard
+        answer = int(np.argmax(f0 + rng.normal(0, 0.3, 8)))
+        f0[answer] += 1.0
+        xs += [[a, hard] for a in f0]
+        ys += [float(i == answer) for i in range(8)]
+        starts.append(len(ys))
+    return np.array(xs), np.array(ys), np.array(starts)
+
+
+def test_listwise_ranker_picks_the_answering_sentence_and_is_calibrated() -> None:
+    cal = _calibrate()
+    rng = np.random.default_rng(0)
+    x, y, starts = _questions(rng, 400)
+    coef, bias = cal.fit_ranker(x, y, starts)
+    tx, ty, tstarts = _questions(rng, 300)
+    p = 1 / (1 + np.exp(-(tx @ coef + bias)))
+    top = [lo + int(np.argmax(p[lo:hi])) for lo, hi in zip(tstarts[:-1], tstarts[1:])]
+    assert np.mean(ty[top]) > 0.85
+    # Within a question only feature 0 tells the sentences apart: the difficulty, the same for
+    # all of a question's sentences, gets no weight (a per-sentence fit gives it one).
+    assert abs(coef[1]) < 0.05 * abs(coef[0])
+    pointwise, _ = cal.fit_logistic(x, y)
+    assert abs(pointwise[1]) > 0.5 * abs(pointwise[0])
+    # The probabilities mean what they say, across questions.
+    assert abs(p.mean() - ty.mean()) < 0.03
