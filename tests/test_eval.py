@@ -214,6 +214,28 @@ def test_judge_answer_text_is_a_case_sensitive_substring() -> None:
     assert none["answer_hit_at_k"] is None
 
 
+def test_judge_cited_passage_and_cited_sentence() -> None:
+    """The passage the first marker points to, and the sentences the answer quotes, are judged
+    apart: the right passage can be cited with a sentence that does not hold the answer."""
+    q = Question("q", "?", "a.txt", ("1990",))
+    ps = [passage(1, "a.txt", "Founded in 1990. Known for bread."), passage(2, "b.txt", "1990")]
+
+    def cite(*texts: tuple[int, str], abstained: bool = False) -> dict[str, Any]:
+        return {"abstained": abstained, "passages": ps,
+                "citations": [{"marker": m, "text": t} for m, t in texts]}
+
+    v = judge(q, cite((1, "Known for bread.")), 5)
+    assert v["cited_holds_answer"] is True and v["cited_sentence_holds_answer"] is False
+    v = judge(q, cite((1, "Known for bread."), (1, "Founded in 1990.")), 5)
+    assert v["cited_sentence_holds_answer"] is True
+    v = judge(q, cite((2, "1990"), (1, "Known for bread.")), 5)
+    assert v["cited_holds_answer"] is True and v["cited_sentence_holds_answer"] is True
+    v = judge(q, cite((1, "Founded in 1990."), abstained=True), 5)
+    assert v["cited_holds_answer"] is False and v["cited_sentence_holds_answer"] is False
+    assert judge(Question("q", "?", "a.txt"), cite((1, "x")), 5)[
+        "cited_sentence_holds_answer"] is None
+
+
 def test_judge_abstentions() -> None:
     unanswerable = Question("u", "?", None)
     ps = [passage(1, "a.txt")]

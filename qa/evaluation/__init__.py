@@ -145,6 +145,10 @@ def judge(q: Question, result: dict[str, Any], k: int) -> dict[str, Any]:
     cited_holds = None if not q.answers else (
         first is not None and not result["abstained"]
         and any(a in first["text"] for a in q.answers))
+    # What the reader reads in the answer itself: a cited sentence holds an answer.
+    sentence_holds = None if not q.answers else (
+        not result["abstained"] and any(a in c["text"] for c in result.get("citations", [])
+                                        for a in q.answers))
     verdict.update(
         doc_rank=rank,
         hit_at_1=rank == 1,
@@ -154,6 +158,7 @@ def judge(q: Question, result: dict[str, Any], k: int) -> dict[str, Any]:
         answer_rank=answer_rank,
         answer_hit_at_k=answer_rank is not None if q.answers else None,
         cited_holds_answer=cited_holds,
+        cited_sentence_holds_answer=sentence_holds,
         correct=(rank is not None) and not result["abstained"],
     )
     return verdict
@@ -194,6 +199,9 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "ndcg@k": _mean([v["ndcg_at_k"] for v in answerable]),
         "answer_hit@k": _mean([float(v["answer_hit_at_k"]) for v in with_answers]),
         "cited_holds_answer": _mean([float(c) for c in cited]),
+        "cited_sentence_holds_answer": _mean([
+            float(v["cited_sentence_holds_answer"]) for v in with_answers
+            if v.get("cited_sentence_holds_answer") is not None]),
         "abstained_unanswerable": _mean([float(v["abstained"]) for v in unanswerable]),
         "wrongly_abstained": _mean([float(v["abstained"]) for v in answerable]),
         "latency_ms_p50": round(_percentile(latencies, 50), 2),
@@ -313,6 +321,7 @@ def save(result: EvalRun, out: str | Path, *, questions_path: str = "") -> Path:
 
 
 METRICS = ("hit@1", "hit@k", "mrr", "ndcg@k", "answer_hit@k", "cited_holds_answer",
+           "cited_sentence_holds_answer",
            "abstained_unanswerable", "wrongly_abstained", "latency_ms_p50", "latency_ms_p95",
            "generated_share", "fallback_rate", "supported_share", "citation_precision",
            "citation_recall", "language_match")

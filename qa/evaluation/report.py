@@ -23,6 +23,7 @@ COUNTS = [("questions", "questions"), ("answerable", "answerable"),
 ROWS = [("hit@1", "document at rank 1"), ("hit@k", "document in top k"), ("mrr", "MRR"),
         ("ndcg@k", "nDCG@k"), ("answer_hit@k", "answer text in top k"),
         ("cited_holds_answer", "cited passage holds answer"),
+        ("cited_sentence_holds_answer", "cited sentence holds answer"),
         ("abstained_unanswerable", "unanswerable: abstained"),
         ("wrongly_abstained", "answerable: wrongly abstained"),
         ("latency_ms_p50", "latency p50 (ms)"), ("latency_ms_p95", "latency p95 (ms)")]
