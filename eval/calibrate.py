@@ -177,8 +177,13 @@ def model(coef: np.ndarray, bias: float, names: list[str] | tuple[str, ...]) -> 
                                                 zip(names, coef)}}
 
 
-def abstain_rows(cases: list[Case], ranker: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    no = {"bias": 0.0, "weights": {}, "threshold": -1.0}  # never abstain: just the features
+def abstain_rows(cases: list[Case], ranker: dict[str, Any],
+                 evidence: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The abstention model's feature rows and labels (answerable); ``evidence`` is the sentence
+    model whose best sentence and probability the abstention model reads (default: ``ranker``)."""
+    no: dict[str, Any] = {"bias": 0.0, "weights": {}, "threshold": -1.0}  # never abstain
+    if evidence is not None:
+        no["ranker"] = evidence
     x = []
     for c in cases:
         a = build_answer(c.q.question, c.found, 5, ranker=ranker, abstainer=no)
@@ -186,12 +191,16 @@ def abstain_rows(cases: list[Case], ranker: dict[str, Any]) -> tuple[np.ndarray,
     return np.array(x), np.array([float(c.answerable) for c in cases])
 
 
-def fit_all(cases: list[Case], max_wrong: float, listwise: bool = False
+def fit_all(cases: list[Case], max_wrong: float, listwise: bool = True
             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sentence ranker and the abstention model. ``listwise``: sentences are chosen by the
+    listwise ranker, while abstention keeps reading the per-sentence model's best sentence and
+    probability (stored with it as ``abstain["ranker"]``)."""
     xr, yr, starts = ranker_rows(cases)
-    coef, bias = fit_ranker(xr, yr, starts) if listwise else fit_logistic(xr, yr)
-    ranker = model(coef, bias, ranking.FEATURES)
-    xa, ya = abstain_rows(cases, ranker)
+    pointwise = model(*fit_logistic(xr, yr), ranking.FEATURES)
+    ranker = model(*fit_ranker(xr, yr, starts), ranking.FEATURES) if listwise else pointwise
+    evidence = pointwise if listwise else None
+    xa, ya = abstain_rows(cases, ranker, evidence)
     # Each domain weighs as much as the others, whatever its size.
     weight = np.ones(len(ya))
     for dom in {c.domain.split("-")[0] for c in cases}:
@@ -203,6 +212,8 @@ def fit_all(cases: list[Case], max_wrong: float, listwise: bool = False
     p = 1 / (1 + np.exp(-(xa @ coef + bias)))
     answerable = np.sort(p[ya == 1])
     abstainer["threshold"] = round(float(answerable[int(max_wrong * len(answerable))]) - 1e-4, 4)
+    if evidence is not None:
+        abstainer["ranker"] = evidence
     return ranker, abstainer
 
 
@@ -262,11 +273,10 @@ def main() -> None:
                                                   str(HERE / "sample-hard.jsonl")])
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--max-wrong", type=float, default=0.02)
-    ap.add_argument("--ranker-fit", choices=["pointwise", "listwise"], default="pointwise",
-                    help="the ranker's objective: each sentence alone (default, shipped), or the "
-                         "answering sentence against the other candidates of its question "
-                         "(README, Evaluation: better sentences, more wrong abstentions on the "
-                         "sample articles)")
+    ap.add_argument("--ranker-fit", choices=["listwise", "pointwise"], default="listwise",
+                    help="how the sentences an answer cites are chosen: by a listwise ranker "
+                         "(default; abstention still reads the per-sentence model), or by the "
+                         "per-sentence model alone")
     ap.add_argument("--workdir", help="keep the indexes here (default: a temporary folder)")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
     ap.add_argument("--report", default=str(HERE / "calibration-report.json"))

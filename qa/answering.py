@@ -130,7 +130,11 @@ def build_answer(
     cands = found.candidates(ANSWER_PASSAGES, skip)
     rows = ranking.features(question, cands)
     probs = ranking.probabilities(rows, ranker)
-    best = int(np.argmax(probs)) if probs else -1
+    # The abstention model reads the best sentence and probability of the sentence model it
+    # was fitted with, which may not be the one that chooses (eval/calibrate.py --ranker-fit).
+    evidence = ranking.probabilities(rows, abstainer["ranker"]) if "ranker" in abstainer \
+        else probs
+    best = int(np.argmax(evidence)) if evidence else -1
     shown = [i for i, c in enumerate(cands) if c.rank <= k]
     chosen = choose([cands[i] for i in shown], [probs[i] for i in shown])
     feats: dict[str, float] = {}
@@ -141,9 +145,9 @@ def build_answer(
             [s for _, s in found.scored[:FEATURE_PASSAGES]],
             [(c.sim, c.text) for c in cands],
             [chunks[row].text for row, _ in found.scored[:FEATURE_PASSAGES]],
-            probs[best] if probs else 0.0,
-            cands[best].text if probs else "",
-            dict(zip(ranking.FEATURES, rows[best])) if probs else None,
+            evidence[best] if evidence else 0.0,
+            cands[best].text if evidence else "",
+            dict(zip(ranking.FEATURES, rows[best])) if evidence else None,
         )
     confidence = 0.0 if refuse else abstain.confidence(feats, abstainer)
     abstained = refuse or not chosen or confidence < abstainer["threshold"]

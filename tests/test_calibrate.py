@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -52,3 +53,29 @@ def test_listwise_ranker_picks_the_answering_sentence_and_is_calibrated() -> Non
     assert abs(pointwise[1]) > 0.5 * abs(pointwise[0])
     # The probabilities mean what they say, across questions.
     assert abs(p.mean() - ty.mean()) < 0.03
+
+
+def test_abstention_reads_the_sentence_model_it_was_fitted_with(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """The sentences an answer cites come from ``ranker``; the abstention model's evidence (best
+    sentence, its probability) from the model stored with it, when there is one."""
+    from qa import Retriever
+    from qa.answering import build_answer
+
+    from .conftest import TrigramEmbedder
+
+    r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
+    question = "Which volcano in Sicily is active?"
+    found = r._score_vector(r._embed_queries([question])[0], 20)
+    by_sim = {"bias": 0.0, "weights": {"sim": 10.0}}
+    against_sim = {"bias": 0.0, "weights": {"sim": -10.0}}
+    never: dict[str, Any] = {"bias": 0.0, "weights": {}, "threshold": -1.0}
+    alone = build_answer(question, found, 5, ranker=by_sim, abstainer=never)
+    split = build_answer(question, found, 5, ranker=by_sim,
+                         abstainer={**never, "ranker": against_sim})
+    assert [c.text for c in split.citations] == [c.text for c in alone.citations]
+    assert split.features["ranker_logit"] != alone.features["ranker_logit"]
+    cands = found.candidates()
+    worst = min(c.sim for c in cands)
+    assert np.isclose(split.features["ranker_logit"], -10.0 * worst, atol=1e-3)
