@@ -102,7 +102,11 @@ NOTES = """
   sentence vectors in one pass with `preadv` straight into one array (2.7 -> 1.2 ms). What is
   left of a question's time at 1M: embedding it in float32 ~8-9 ms, the IVF search ~5 ms, the
   small segments' exact searches ~0.7 ms, re-scoring ~1.2 ms, choosing sentences and deciding
-  whether to abstain ~3 ms. Before segments (format 3), adding one
+  whether to abstain ~3 ms. A second run of this section the same hour gave 20.5 and 28.3 ms
+  warm ask after the updates at 100k and 1M (recall@10 0.987 and 0.9885), and 1.0 s and 1.9 s
+  to add one document in a fresh process; spot runs of the 100k add took 0.69-0.83 s, about
+  0.5 s of it importing LangChain's text splitter (it imports langchain_core), the next thing to
+  take off a one-off `qa add`. Before segments (format 3), adding one
   document wrote a complete new version: 151 s and 6.4 GB at 1M passages, 18 s and 1.2 GB at
   100k.
 - **GPU**: no GPU machine was lent to this project's sessions so far, so there are no GPU figures.
