@@ -15,9 +15,10 @@ What the retriever uses, and what another backend must provide (the interface):
 - ``IndexDir(path)``: ``exists()``, ``read() -> Snapshot``, ``live_token()`` (changes when a
   new version goes live; a reader then calls ``read()`` again), ``lock(wait=...)``;
 - ``Snapshot``: ``candidate_rows(query, passages=, sentences=) -> list[int]`` (rows worth
-  re-scoring), ``chunks[row] -> Chunk``, ``passage_vectors(rows)``, ``sentence_vectors_of(row)``
-  (unit float32 vectors), ``documents``, ``document_count``, ``passage_count``,
-  ``sentence_count``, ``embedder``, ``dim``, ``manifest["chunking"]``, ``version``;
+  re-scoring), ``chunks[row] -> Chunk``, ``rescoring_vectors(rows)`` (their passage vectors,
+  their sentences' vectors and where each row's begin: unit float32), ``documents``,
+  ``document_count``, ``passage_count``, ``sentence_count``, ``embedder``, ``dim``,
+  ``manifest["chunking"]``, ``version``;
 - ``update.apply_update(index, snapshot, upsert=, remove=, ...)`` and ``update.rewrite`` (merge
   everything) under ``index.lock()``.
 

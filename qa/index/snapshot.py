@@ -101,7 +101,7 @@ class Snapshot:
     """One immutable version of an index: what answering and updates read.
 
     The retriever needs only: ``chunks`` (live passages by row), :meth:`candidate_rows`,
-    :meth:`passage_vectors`, :meth:`sentence_vectors_of`, ``documents``, ``document_count``,
+    :meth:`rescoring_vectors`, ``documents``, ``document_count``,
     ``passage_count``, ``sentence_count``, ``embedder``, ``dim``, ``manifest`` and ``version``.
     """
 
