@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from qa import Retriever, ranking  # noqa: E402
+from qa.abstain import confidence  # noqa: E402
 from qa.answering import ANSWER_PASSAGES, FEATURE_PASSAGES, Retrieved, build_answer  # noqa: E402
 from qa.evaluation import Question, load_questions  # noqa: E402
 from qa.retriever import clean_question, sample_corpus_dir  # noqa: E402
@@ -49,6 +51,14 @@ ABSTAIN_FEATURES = ["cross_lingual", "top_score", "top_sentence", "lift", "ranke
                     "missing_share", "missing_top_share", "best_content_hit", "best_name_hit",
                     "best_name_hit_passage", "no_time", "no_number", "asks_kind",
                     "short_answer"]
+# The direction each signal may push the trees' belief that the question is answered (+1 up,
+# -1 down, 0 either): a higher score never argues for abstaining, a missing name never against
+# it. This keeps the trees from learning quirks of the fitting sets that would not carry over to
+# other documents.
+ABSTAIN_MONOTONE = {"top_score": 1, "top_sentence": 1, "lift": 1, "ranker_logit": 1,
+                    "missing_terms": -1, "missing_share": -1, "missing_top_share": -1,
+                    "best_content_hit": 1, "best_name_hit": 1, "best_name_hit_passage": 1,
+                    "no_time": -1, "no_number": -1, "short_answer": -1}
 
 
 @dataclass
@@ -191,11 +201,60 @@ def abstain_rows(cases: list[Case], ranker: dict[str, Any],
     return np.array(x), np.array([float(c.answerable) for c in cases])
 
 
-def fit_all(cases: list[Case], max_wrong: float, listwise: bool = True
-            ) -> tuple[dict[str, Any], dict[str, Any]]:
+def fit_trees(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
+    """Boosted regression trees (scikit-learn's histogram gradient boosting, monotone in each
+    signal as ``ABSTAIN_MONOTONE`` says), exported as ``qa.abstain.confidence`` reads them."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    fitted = HistGradientBoostingClassifier(
+        max_depth=3, max_iter=200, learning_rate=0.05, random_state=0,
+        monotonic_cst=[ABSTAIN_MONOTONE.get(f, 0) for f in ABSTAIN_FEATURES],
+    ).fit(x, y, sample_weight=weight)
+    trees = []
+    for (predictor,) in fitted._predictors:
+        nodes = predictor.nodes
+        trees.append([
+            [float(n["value"])] if n["is_leaf"] else
+            [ABSTAIN_FEATURES[int(n["feature_idx"])], float(n["num_threshold"]), int(n["left"]),
+             int(n["right"])]
+            for n in nodes])
+    return {"bias": float(np.ravel(fitted._baseline_prediction)[0]), "trees": trees}
+
+
+def abstain_probability(abstainer: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """``qa.abstain.confidence`` for each row of ``x`` (``ABSTAIN_FEATURES`` columns)."""
+    return np.array([confidence(dict(zip(ABSTAIN_FEATURES, row.tolist())), abstainer)
+                     for row in x])
+
+
+def fit_abstainer(x: np.ndarray, y: np.ndarray, weight: np.ndarray, groups: np.ndarray,
+                  max_wrong: float, kind: str) -> dict[str, Any]:
+    """The abstention model and its threshold: the highest that wrongly abstains on at most
+    ``max_wrong`` of the answerable questions. For trees the threshold is read from predictions
+    on articles each model did not see (5 folds by ``groups``): trees fit their own rows too
+    closely for their scores there to say where others fall."""
+    if kind == "logistic":
+        coef, bias = fit_logistic(x, y, weight=weight)
+        abstainer = model(coef, bias, ABSTAIN_FEATURES)
+        p = abstain_probability(abstainer, x)
+    else:
+        abstainer = fit_trees(x, y, weight)
+        p = np.zeros(len(y))
+        names = sorted(set(groups.tolist()))
+        for f in range(5):
+            held = np.isin(groups, names[f::5])
+            p[held] = abstain_probability(fit_trees(x[~held], y[~held], weight[~held]), x[held])
+    answerable = np.sort(p[y == 1])
+    abstainer["threshold"] = round(float(answerable[int(max_wrong * len(answerable))]) - 1e-4, 4)
+    return abstainer
+
+
+def fit_all(cases: list[Case], max_wrong: float, listwise: bool = True,
+            abstain_model: str = "trees") -> tuple[dict[str, Any], dict[str, Any]]:
     """The sentence ranker and the abstention model. ``listwise``: sentences are chosen by the
     listwise ranker, while abstention keeps reading the per-sentence model's best sentence and
-    probability (stored with it as ``abstain["ranker"]``)."""
+    probability (stored with it as ``abstain["ranker"]``). ``abstain_model``: ``"trees"`` or
+    ``"logistic"``."""
     xr, yr, starts = ranker_rows(cases)
     pointwise = model(*fit_logistic(xr, yr), ranking.FEATURES)
     ranker = model(*fit_ranker(xr, yr, starts), ranking.FEATURES) if listwise else pointwise
@@ -207,11 +266,8 @@ def fit_all(cases: list[Case], max_wrong: float, listwise: bool = True
         idx = np.array([c.domain.split("-")[0] == dom for c in cases])
         weight[idx] = len(ya) / idx.sum()
     weight /= weight.mean()
-    coef, bias = fit_logistic(xa, ya, weight=weight)
-    abstainer = model(coef, bias, ABSTAIN_FEATURES)
-    p = 1 / (1 + np.exp(-(xa @ coef + bias)))
-    answerable = np.sort(p[ya == 1])
-    abstainer["threshold"] = round(float(answerable[int(max_wrong * len(answerable))]) - 1e-4, 4)
+    abstainer = fit_abstainer(xa, ya, weight, np.array([c.group for c in cases]), max_wrong,
+                              abstain_model)
     if evidence is not None:
         abstainer["ranker"] = evidence
     return ranker, abstainer
@@ -263,6 +319,25 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def write_models(path: Path, table: dict[str, Any]) -> None:
+    """``table`` as JSON, each of the abstention model's trees on one line (a readable diff)."""
+    trees: list[str] = []
+
+    def lines(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ([lines_tree(t) for t in v] if k == "trees" else lines(v))
+                    for k, v in value.items()}
+        return value
+
+    def lines_tree(tree: list[list[Any]]) -> str:
+        trees.append(json.dumps(tree, separators=(",", ":")))
+        return f"@tree{len(trees) - 1}@"
+
+    text = json.dumps(lines(table), indent=1)
+    text = re.sub(r'"@tree(\d+)@"', lambda m: trees[int(m.group(1))], text)
+    path.write_text(text + "\n", "utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--embedder", default="multilingual-e5-small")
@@ -277,6 +352,9 @@ def main() -> None:
                     help="how the sentences an answer cites are chosen: by a listwise ranker "
                          "(default; abstention still reads the per-sentence model), or by the "
                          "per-sentence model alone")
+    ap.add_argument("--abstain-model", choices=["trees", "logistic"], default="trees",
+                    help="how the signals become a confidence: boosted trees (default) or a "
+                         "logistic model")
     ap.add_argument("--workdir", help="keep the indexes here (default: a temporary folder)")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
     ap.add_argument("--report", default=str(HERE / "calibration-report.json"))
@@ -298,10 +376,11 @@ def main() -> None:
     for f in range(args.folds):
         held = set(articles[f::args.folds])
         ranker, abstainer = fit_all([c for c in xq_cases if c.group not in held] + fit_cases,
-                                    args.max_wrong, args.ranker_fit == "listwise")
+                                    args.max_wrong, args.ranker_fit == "listwise",
+                                    args.abstain_model)
         cv_rows += score([c for c in xq_cases if c.group in held], ranker, abstainer)
     ranker, abstainer = fit_all(xq_cases + fit_cases, args.max_wrong,
-                                args.ranker_fit == "listwise")
+                                args.ranker_fit == "listwise", args.abstain_model)
     final_rows = score(fit_cases + test_cases, ranker, abstainer)
     summary = {"xquad (cross-validated by article)": report(cv_rows),
                "sample articles (final model)": report(final_rows)}
@@ -315,7 +394,7 @@ def main() -> None:
                       *[Path(p).name for p in args.questions]],
         "fitted_at": time.strftime("%Y-%m-%d"),
     }
-    out.write_text(json.dumps(table, indent=1) + "\n", "utf-8")
+    write_models(out, table)
     Path(args.report).write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
     print(json.dumps(summary, indent=1))
     print(json.dumps(table[xq.info()["embedder"]], indent=1))

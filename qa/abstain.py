@@ -13,8 +13,11 @@ checks that a reader would make:
   sentences carried no signal, as news text has numbers everywhere. A "who" check was dropped:
   German capitalises every noun, so names cannot be told from nouns by their shape.)
 
-A logistic model turns these into a confidence; its weights and threshold are fitted by
-``eval/calibrate.py`` on ``eval/calibration.jsonl`` (a question set written apart from the test
+A model turns these into a confidence: boosted regression trees (the shipped fit: they can read
+one signal differently depending on another, e.g. the scores of a cross-lingual question; each
+signal may only push one way, set in ``eval/calibrate.py``) or a logistic model. Its trees or
+weights and its threshold are fitted by ``eval/calibrate.py`` on XQuAD (with and without each
+question's paragraph) and ``eval/calibration.jsonl`` (a question set written apart from the test
 set ``eval/sample.jsonl``) and stored in ``qa/calibration.json``.
 """
 
@@ -207,8 +210,22 @@ def not_a_question(question: str) -> bool:
 
 
 def confidence(feats: dict[str, float], calibration: dict[str, Any]) -> float:
-    """The calibrated logistic model's probability that the documents answer the question."""
+    """The fitted model's probability that the documents answer the question: boosted trees
+    (``"trees"``) or a logistic model (``"weights"``), both over :func:`features`."""
     if not feats:
         return 0.0
-    z = calibration["bias"] + sum(w * feats.get(n, 0.0) for n, w in calibration["weights"].items())
+    z = calibration["bias"] + sum(w * feats.get(n, 0.0)
+                                  for n, w in calibration.get("weights", {}).items())
+    z += sum(tree_value(tree, feats) for tree in calibration.get("trees", ()))
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def tree_value(tree: list[list[Any]], feats: dict[str, float]) -> float:
+    """The leaf value of one regression tree for ``feats``. Nodes are ``[feature, threshold,
+    left, right]`` (go left when the feature is at most the threshold) or ``[value]`` (a leaf);
+    the root is node 0."""
+    node = tree[0]
+    while len(node) == 4:
+        name, threshold, left, right = node
+        node = tree[left if feats.get(name, 0.0) <= threshold else right]
+    return float(node[0])

@@ -4,7 +4,7 @@ whether the documents answer at all, and compose the cited answer.
 Sentences come from the best passages (``ANSWER_PASSAGES`` deep) and are ranked by the learned
 model in :mod:`qa.ranking`. The best sentence is cited, with at most ``MAX_SENTENCES - 1`` more
 that the ranker finds nearly as likely; sentences of one passage read in document order. Whether
-to answer at all is :mod:`qa.abstain`'s logistic model over the same evidence.
+to answer at all is :mod:`qa.abstain`'s model (boosted trees) over the same evidence.
 """
 
 from __future__ import annotations

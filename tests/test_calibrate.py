@@ -79,3 +79,34 @@ def test_abstention_reads_the_sentence_model_it_was_fitted_with(
     cands = found.candidates()
     worst = min(c.sim for c in cands)
     assert np.isclose(split.features["ranker_logit"], -10.0 * worst, atol=1e-3)
+
+
+def test_abstention_trees_learn_what_a_weighted_sum_cannot_and_push_one_way() -> None:
+    """The boosted trees, read back through ``qa.abstain.confidence``: one signal decides for
+    questions over text in their own language, another across languages (an interaction a
+    weighted sum cannot hold), and a higher score never lowers the confidence
+    (``ABSTAIN_MONOTONE``)."""
+    cal = _calibrate()
+    rng = np.random.default_rng(1)
+    names = cal.ABSTAIN_FEATURES
+
+    def rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(0, 1, (n, len(names)))
+        x[:, names.index("cross_lingual")] = rng.integers(0, 2, n)
+        top = rng.uniform(0.7, 0.95, n)
+        x[:, names.index("top_score")] = top
+        across = x[:, names.index("cross_lingual")] == 1
+        missing = x[:, names.index("missing_share")]
+        return x, np.where(across, top > 0.82, missing < 0).astype(float)
+
+    x, y = rows(3000)
+    trees = cal.fit_trees(x, y, np.ones(len(y)))
+    tx, ty = rows(1000)
+    p = cal.abstain_probability(trees, tx)
+    assert np.mean((p > 0.5) == (ty == 1)) > 0.93
+    coef, bias = cal.fit_logistic(x, y)
+    linear = cal.abstain_probability(cal.model(coef, bias, names), tx)
+    assert np.mean((linear > 0.5) == (ty == 1)) < np.mean((p > 0.5) == (ty == 1)) - 0.02
+    higher = tx.copy()
+    higher[:, names.index("top_score")] += 0.05
+    assert np.all(cal.abstain_probability(trees, higher) >= p - 1e-12)
