@@ -67,18 +67,14 @@ class Retrieved:
     scored: list[tuple[int, float]]
     sentence_sims: dict[int, np.ndarray]
 
-    def candidates(self, depth: int = ANSWER_PASSAGES,
-                   skip: frozenset[str] = frozenset()) -> list[ranking.Candidate]:
-        """The sentences of the top ``depth`` passages; sentences whose normalised text is in
-        ``skip`` (already given in the conversation) are left out."""
+    def candidates(self, depth: int = ANSWER_PASSAGES) -> list[ranking.Candidate]:
+        """The sentences of the top ``depth`` passages."""
         out = []
         for rank, (row, score) in enumerate(self.scored[:depth], start=1):
             chunk = self.snapshot.chunks[row]
             for i, ((s, e), sim) in enumerate(zip(chunk.sentences,
                                                   self.sentence_sims[row].tolist())):
                 text = chunk.text[s - chunk.start : e - chunk.start]
-                if skip and normalise(text) in skip:
-                    continue
                 out.append(ranking.Candidate(rank, chunk.doc_id, s, e, text, sim, score, i))
         return out
 
@@ -121,13 +117,12 @@ def build_answer(
     *,
     ranker: dict[str, Any],
     abstainer: dict[str, Any],
-    skip: frozenset[str] = frozenset(),
     history_used: list[int] | None = None,
     refuse: bool = False,
 ) -> Answer:
     """The cited answer (or abstention) for ``question`` from what retrieval ``found``.
     ``refuse`` abstains whatever the evidence (the input is not a question)."""
-    cands = found.candidates(ANSWER_PASSAGES, skip)
+    cands = found.candidates(ANSWER_PASSAGES)
     rows = ranking.features(question, cands)
     probs = ranking.probabilities(rows, ranker)
     # The abstention model reads the best sentence and probability of the sentence model it

@@ -4,8 +4,9 @@
 (it opens with "and"/"und", leans on a pronoun, or names nothing of its own and is short) is
 retrieved with the turn it leans on: its query vector is combined with that of the earlier
 question and the names of the earlier answer. The sentences of the answer are still chosen for
-the follow-up itself, and sentences already given in that turn's answer are not repeated.
-``Answer.history_used`` lists the turns that were used.
+the follow-up itself; a sentence the earlier answer already gave may be cited again when it is
+what answers the follow-up ("And the rouble?" after an answer that named the oil price and the
+rouble in one sentence). ``Answer.history_used`` lists the turns that were used.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ _LEANS = re.compile(
     r"then|the same|such|er|sie|es|ihn|ihm|ihr|ihre|ihren|ihrem|ihrer|sein|seine|seinen|seinem|"
     r"seiner|dies|diese|dieser|dieses|diesen|dort|dabei|dafür|dazu|damit|davon|darauf|daran|"
     r"darüber|deren|dessen|denen|jene|jener|solche)\b", re.IGNORECASE)
+# A subject pronoun before any name of the question has nothing in it to point back to ("What did
+# it prevent Russia from doing?"); "is it"/"ist es" is left out, as it is often impersonal.
+_SUBJECT_PRONOUN = re.compile(r"\b(?<!is )(?<!was )(it|they|he|she|er)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,11 @@ def stands_alone(question: str) -> bool:
     content = [w for w in _WORD.findall(question) if len(w) >= 3 and w.lower() not in _STOP]
     names = salient_terms(question)
     if _LEANS.search(question):
-        # A pronoun in a question that names things of its own may point inside it.
+        # A pronoun in a question that names things of its own may point inside it, unless it
+        # comes before them.
+        pronoun = _SUBJECT_PRONOUN.search(question)
+        if pronoun and names and question.find(names[0]) > pronoun.start():
+            return False
         return bool(names) and len(content) >= 3
     # "Warum?", "Since when?": too little of its own to stand on.
     return len(content) >= 2 or bool(names)
@@ -106,8 +114,3 @@ def context_text(turns: list[Turn], used: list[int]) -> str:
         names = list(dict.fromkeys(salient_terms(answer)))[:8]
         parts.append(" ".join([t.question, *names]))
     return " ".join(parts)
-
-
-def answer_sentences(answer: str) -> list[str]:
-    """The quoted sentences of an extractive answer (text between markers)."""
-    return [s.strip() for s in re.split(r"\s*\[\d+\]\s*", answer) if s.strip()]

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import abstain, conversation
 from .answer import Answer, Passage
-from .answering import FEATURE_PASSAGES, Retrieved, build_answer, models_for, normalise
+from .answering import FEATURE_PASSAGES, Retrieved, build_answer, models_for
 from .chunking import Chunker
 from .compatibility import check_chunking, check_embedder
 from .default_index import default_index_dir, open_default, sample_corpus_dir
@@ -360,10 +360,7 @@ class Retriever:
             ranker, abstainer = models_for(found.snapshot.embedder)
             self._ranker = self._ranker or ranker
             self._calibration = self._calibration or abstainer
-        # Sentences already given in the turns leaned on are not given again.
-        skip = frozenset(normalise(s) for i in used
-                         for s in conversation.answer_sentences(turns[i].answer))
         return build_answer(question, found, k, ranker=self._ranker,
-                            abstainer=self._calibration, skip=skip,
-                            history_used=used, refuse=abstain.not_a_question(question))
+                            abstainer=self._calibration, history_used=used,
+                            refuse=abstain.not_a_question(question))
 

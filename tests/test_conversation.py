@@ -32,11 +32,14 @@ STOCKS = ("Nach den Friedensgesprächen stiegen die europäischen Aktienmärkte 
 
 def test_which_questions_stand_alone() -> None:
     for q in ("And what did they want in exchange?", "Who brokered it?", "And the oil price?",
-              "Und der Ölpreis?", "Warum?", "Wer sollte sie vermitteln?"):
+              "Und der Ölpreis?", "Warum?", "Wer sollte sie vermitteln?",
+              "What did it prevent Russia from doing?", "Hat er in Istanbul verhandelt?"):
         assert not stands_alone(q), q
     for q in ("Who was supposed to mediate the de-escalation talks?",
               "What did Ukraine offer in Istanbul?", "Wie hoch ist die Zugspitze?",
-              "What did Boris Johnson warn that Putin might still try to do?"):
+              "What did Boris Johnson warn that Putin might still try to do?",
+              "Is it true that Russia withdrew from Kyiv?",
+              "What did Ukraine's negotiator compare them to?"):
         assert stands_alone(q), q
 
 
@@ -99,8 +102,8 @@ def test_follow_ups_cite_the_passage_that_answers_them(
     assert not a.abstained and a.history_used == [len(history) - 1]
     cited = a.passages[a.citations[0].marker - 1]
     assert expected in cited.text
-    # the follow-up gets an answer of its own, not the earlier one again
-    assert all(c.text not in history[-1][1] for c in a.citations)
+    # the reader sees it in the answer, even where the earlier answer had already said it
+    assert any(expected in c.text for c in a.citations)
 
 
 @pytest.fixture(scope="module")
