@@ -3,7 +3,8 @@
 "And what did they want in exchange?" means nothing alone. A question that does not stand alone
 (it opens with "and"/"und", leans on a pronoun, or names nothing of its own and is short) is
 retrieved with the turn it leans on: its query vector is combined with that of the earlier
-question and the names of the earlier answer. The sentences of the answer are still chosen for
+question and the names of the earlier answer, weighted less the more names the follow-up brings
+itself. The sentences of the answer are still chosen for
 the follow-up itself; a sentence the earlier answer already gave may be cited again when it is
 what answers the follow-up ("And the rouble?" after an answer that named the oil price and the
 rouble in one sentence). ``Answer.history_used`` lists the turns that were used.
@@ -21,7 +22,8 @@ from .errors import BadRequest
 
 MAX_TURNS = 20
 MAX_FIELD_CHARS = 2000
-# Weight of the earlier turn's vector beside the follow-up's own (found on eval/followups.jsonl).
+# Weight of the earlier turn's vector beside the follow-up's own, for a follow-up that names
+# nothing itself (found on eval/followups.jsonl); see context_weight.
 CONTEXT_WEIGHT = 0.8
 
 _OPENS_FOLLOW_UP = re.compile(
@@ -102,6 +104,13 @@ def leans_on(question: str, turns: list[Turn]) -> list[int]:
     if len(turns) > 1 and not stands_alone(turns[-1].question):
         used.insert(0, len(turns) - 2)
     return used
+
+
+def context_weight(question: str) -> float:
+    """How much the earlier turn weighs beside the follow-up: ``CONTEXT_WEIGHT`` for one that
+    names nothing ("Who brokered it?"), less the more names it brings itself ("And what does
+    Zelensky think Moscow is waiting for?" is mostly about what it says)."""
+    return CONTEXT_WEIGHT / (1 + len(salient_terms(question)))
 
 
 def context_text(turns: list[Turn], used: list[int]) -> str:

@@ -351,7 +351,7 @@ class Retriever:
         used = conversation.leans_on(question, turns)
         if used:
             q, ctx = self._embed_queries([question, conversation.context_text(turns, used)])
-            qv = q + conversation.CONTEXT_WEIGHT * ctx
+            qv = q + conversation.context_weight(question) * ctx
             qv = qv / (np.linalg.norm(qv) or 1.0)
         else:
             qv = self._embed_queries([question])[0]

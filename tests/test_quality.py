@@ -28,3 +28,16 @@ def test_sample_set_scores_do_not_fall_below_the_baseline(sample_index: Path) ->
     # the issue's targets, which the baseline must keep meeting
     assert summary["answer_hit@k"] >= 0.95
     assert summary["wrongly_abstained"] <= 0.05
+
+
+@pytest.mark.parametrize("name", ["followups.jsonl", "followups2.jsonl"])
+def test_follow_up_sets_do_not_fall_below_the_baseline(sample_index: Path, name: str) -> None:
+    """Follow-ups asked with their history: the passage the answer cites first holds the answer
+    at least as often as recorded (``follow_ups`` in eval/baseline.json)."""
+    recorded = json.loads((REPO / "eval" / "baseline.json").read_text("utf-8"))["follow_ups"][name]
+    questions = ev.load_questions(REPO / "eval" / name)
+    assert all(q.history for q in questions)
+    summary = ev.run(Retriever.load(sample_index), questions, k=5).summary
+    for metric, value in recorded.items():
+        assert summary[metric] >= value - 1e-3, (metric, summary[metric])
+    assert summary["wrongly_abstained"] == 0.0
