@@ -49,6 +49,8 @@ def _not_a_file(index: str) -> str:
 
 def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
           args: argparse.Namespace | None = None) -> Any:
+    from .default_index import default_index_dir
+    from .index import IndexDir
     from .retriever import Retriever, open_default
 
     if args is not None and args.milvus:
@@ -57,7 +59,8 @@ def _open(index: str | None, progress: Callable[[int, int], None] | None = None,
         return Retriever.load(_not_a_file(index))
     if progress is None:
         return open_default()
-    print("building the sample-corpus index (first use)...", file=sys.stderr)
+    if not IndexDir(default_index_dir()).exists():
+        print("building the sample-corpus index (first use)...", file=sys.stderr)
     return open_default(progress=progress)
 
 

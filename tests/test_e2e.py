@@ -78,7 +78,12 @@ def test_ask_without_index_builds_the_sample_index_on_first_use(tmp_path: Path) 
     p = qa_cli("ask", "Wann wurde die stille Übereinkunft getroffen?", env=env)
     assert p.returncode == 0, p.stderr
     assert "Herbst 2023" in p.stdout
+    assert "building the sample-corpus index (first use)" in p.stderr
     assert (tmp_path / "qa" / "sample-index" / "CURRENT").exists()
+    # the second question finds it built, and says nothing of building
+    p = qa_cli("ask", "Wann wurde die stille Übereinkunft getroffen?", env=env)
+    assert p.returncode == 0 and "Herbst 2023" in p.stdout
+    assert "building" not in p.stderr, p.stderr
     p = qa_cli("ask", "x", "--json", env={"QA_INDEX": str(tmp_path / "qa" / "sample-index")})
     assert p.returncode == 0 and json.loads(p.stdout)["question"] == "x"
 
