@@ -348,7 +348,9 @@ class Retriever:
         question = clean_question(question)
         k = check_k(k)
         turns = conversation.parse_history(history)
-        used = conversation.leans_on(question, turns)
+        refuse = abstain.not_a_question(question)
+        # Input that asks nothing ("thanks", "?") leans on no turn: nothing is read for it.
+        used = [] if refuse else conversation.leans_on(question, turns)
         if used:
             q, ctx = self._embed_queries([question, conversation.context_text(turns, used)])
             qv = q + conversation.context_weight(question) * ctx
@@ -361,6 +363,5 @@ class Retriever:
             self._ranker = self._ranker or ranker
             self._calibration = self._calibration or abstainer
         return build_answer(question, found, k, ranker=self._ranker,
-                            abstainer=self._calibration, history_used=used,
-                            refuse=abstain.not_a_question(question))
+                            abstainer=self._calibration, history_used=used, refuse=refuse)
 

@@ -76,6 +76,9 @@ def test_history_used_names_the_turns_and_defaults_to_none(corpus: Path, tmp_pat
     assert follow.history_used == [0]
     assert follow.to_json()["history_used"] == [0]
     assert r.ask("Where does the Danube flow?", history=history).history_used == []
+    # input that asks nothing is refused, and reads no turn
+    thanks = r.ask("thanks!", history=history)
+    assert thanks.abstained and thanks.history_used == []
 
 
 # -- with the real model --------------------------------------------------------------------------
