@@ -177,3 +177,13 @@ def test_narrow_screen_stacks_sources_below(page) -> None:  # noqa: F811
     assert chat and sources and sources["y"] > chat["y"] + chat["height"] - 1
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 420  # no sideways scroll
     shot(page, "10-narrow", full_page=True)
+
+
+def test_a_follow_up_says_which_question_it_was_read_with(page) -> None:  # noqa: F811
+    ask(page, "What did Ukraine offer in Istanbul?", 1)
+    ask(page, "And what did they want in exchange?", 2)
+    second = page.locator("#turn-2 .qa-a")
+    assert "Read as a follow-up to: “What did Ukraine offer in Istanbul?”" in second.inner_text()
+    assert "Read as a follow-up" not in page.locator("#turn-1 .qa-a").inner_text()
+    shot(page, "04-read-as-follow-up")
+    assert page.qa_errors == []

@@ -142,6 +142,28 @@ def test_history_sent_with_a_question_is_the_answered_turns() -> None:
                                         {"question": "c?", "answer": "C"}]
 
 
+def test_a_follow_up_shows_the_earlier_question_it_was_read_with(tmp_path: Path,
+                                                                 corpus: Path) -> None:
+    r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
+    history = [{"question": "Where does the Rhine rise?", "answer": "In the Alps. [1]"},
+               {"question": f"Which river {EVIL}?", "answer": "The Rhine. [1]"}]
+    res = ChatActions(r).ask("And where does it flow?", 3, history=history)
+    assert res["history_used"] == [1]
+    assert convs.read_with(history, res) == [f"Which river {EVIL}?"]
+    html = render_conversation([{"q": "And where does it flow?", "result": res,
+                                 "read_with": convs.read_with(history, res)}])
+    assert "Read as a follow-up to: “Which river &lt;script&gt;" in html
+    assert "<script>" not in html
+    # a question that stands alone, a model's answer (it shows what it searched with instead)
+    # and garbage from the browser's store show nothing
+    alone = ChatActions(r).ask("Where does the Danube flow?", 3, history=history)
+    assert convs.read_with(history, alone) == []
+    assert convs.read_with(history, {**res, "rewritten_question": "Where does the Rhine flow?"}) \
+        == []
+    html = render_conversation([{"q": "x", "result": res, "read_with": "not a list"}])
+    assert "Read as a follow-up" not in html
+
+
 def test_chat_passes_history_only_to_a_retriever_that_reads_it(tmp_path: Path,
                                                                corpus: Path) -> None:
     r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())

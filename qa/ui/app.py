@@ -151,6 +151,8 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
                                                           use_model=use_model):
                         if kind == "result":
                             t["result"] = value
+                            if convs.read_with(history, value):
+                                t["read_with"] = convs.read_with(history, value)
                         elif kind == "rewrite":
                             t["rewrite"] = value
                         else:  # the text as the model writes it; the store is saved at the end

@@ -103,6 +103,16 @@ def deleted(store: Any, conv_id: str) -> Store:
     return s
 
 
+def read_with(history: list[dict[str, str]], result: dict[str, Any]) -> list[str]:
+    """The earlier questions an extractive answer was read with (its ``history_used`` in the
+    ``history`` it was asked with), to show under the answer; none for a model's answer, which
+    shows the question it searched with instead."""
+    if result.get("rewritten_question"):
+        return []
+    used = result.get("history_used") or []
+    return [history[i]["question"] for i in used if isinstance(i, int) and 0 <= i < len(history)]
+
+
 def history_for(turns: list[Turn]) -> list[dict[str, str]]:
     """The earlier answered turns as ``{"question", "answer"}``, as ``Retriever.ask`` takes
     them, the most recent last."""

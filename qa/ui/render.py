@@ -126,16 +126,22 @@ def _answer_view(turn: int, q: str, res: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_answer(turn: int, res: dict[str, Any], question: str = "") -> str:
-    """One answer (or abstention) with markers, previews, copy and feedback controls."""
-    return _render("answer.html", a=_answer_view(turn, question, res))
+def render_answer(turn: int, res: dict[str, Any], question: str = "",
+                  read_with: Sequence[str] = ()) -> str:
+    """One answer (or abstention) with markers, previews, copy and feedback controls;
+    ``read_with``: the earlier questions a follow-up was read with."""
+    return _render("answer.html", a={**_answer_view(turn, question, res),
+                                     "read_with": [str(x) for x in read_with]})
 
 
 def render_conversation(turns: Sequence[dict[str, Any]]) -> str:
     """The conversation: a welcome when empty, else each question and its answer."""
     views = []
     for i, t in enumerate(turns, start=1):
-        answer = Markup(render_answer(i, t["result"], str(t["q"]))) if t.get("result") else None
+        # (the store comes back from the browser: anything but a list of questions is dropped)
+        read_with = t["read_with"] if isinstance(t.get("read_with"), list) else []
+        answer = Markup(render_answer(i, t["result"], str(t["q"]), read_with)) \
+            if t.get("result") else None
         views.append({"n": i, "q": t["q"], "pending": bool(t.get("pending")),
                       "error": t.get("error"), "notice": t.get("notice"), "answer": answer,
                       # a model's answer while it streams in (qa.generation)
