@@ -15,9 +15,15 @@ from .documents import Document
 from .errors import BadRequest
 
 # Sizes in characters. German runs at roughly 4-5 characters per model token, so 800 characters
-# stay far below the 512 tokens the embedding model reads.
+# stay far below the 512 tokens the embedding model reads, and so do the 1,600 of a whole
+# paragraph (see Chunker).
 DEFAULT_CHUNK_SIZE = 800
 DEFAULT_CHUNK_OVERLAP = 0
+# The splitters an index can record: v2 split any text longer than chunk_size, paragraphs
+# included; v3 (the default) keeps a paragraph of up to twice chunk_size whole.
+SPLITTER_V2 = "recursive-sentence-v2"
+SPLITTER = "paragraph-sentence-v3"
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 
 
 @dataclass(frozen=True)
@@ -138,24 +144,53 @@ def _append_trimmed(text: str, s: int, e: int, spans: list[tuple[int, int]]) -> 
 
 
 class Chunker:
-    """Splits documents with LangChain's recursive splitter at paragraph, line and sentence
-    boundaries, then records exact offsets and the sentence spans of each passage."""
+    """Splits documents into passages at paragraph, line and sentence boundaries, then records
+    exact offsets and the sentence spans of each passage.
+
+    A passage is a paragraph where it can be: short paragraphs are joined up to ``chunk_size``
+    characters, a paragraph of up to twice ``chunk_size`` stays whole, and only a longer one
+    (or a text without paragraph breaks) is split, by LangChain's recursive splitter, at line,
+    sentence and clause ends (``chunk_overlap`` applies there). Splitting a paragraph in two
+    made the passage at rank 1 the wrong half of the right paragraph: on the XQuAD dev half
+    (one paragraph per document) the first passage held the answer for 0.903 of the English
+    questions with 800-character pieces, 0.927 with whole paragraphs, while the right paragraph
+    came first as often (0.922). ``splitter=SPLITTER_V2`` splits as indexes built before did
+    (any text over ``chunk_size``), so that they keep their chunking.
+    """
 
     def __init__(
-        self, *, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+        self, *, chunk_size: int = DEFAULT_CHUNK_SIZE, chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        splitter: str = SPLITTER,
     ) -> None:
         if chunk_size < 50:
             raise BadRequest(f"chunk_size must be at least 50 characters, got {chunk_size}")
         if not 0 <= chunk_overlap < chunk_size:
             raise BadRequest(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
+        if splitter not in (SPLITTER, SPLITTER_V2):
+            raise BadRequest(f"unknown splitter {splitter!r}: this version knows {SPLITTER!r} "
+                             f"and {SPLITTER_V2!r}")
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.splitter = splitter
         self._splitter: Any = None
+
+    @classmethod
+    def from_settings(cls, chunking: dict[str, Any]) -> Chunker:
+        """The chunker an index was built with (its manifest's ``chunking``); indexes that
+        recorded no splitter, or v2, split as v2 did."""
+        splitter = chunking.get("splitter", SPLITTER_V2)
+        return cls(chunk_size=chunking["chunk_size"], chunk_overlap=chunking["chunk_overlap"],
+                   splitter=SPLITTER if splitter == SPLITTER else SPLITTER_V2)
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"splitter": "recursive-sentence-v2", "chunk_size": self.chunk_size,
+        return {"splitter": self.splitter, "chunk_size": self.chunk_size,
                 "chunk_overlap": self.chunk_overlap}
+
+    @property
+    def max_paragraph(self) -> int:
+        """The longest paragraph kept whole (v3)."""
+        return 2 * self.chunk_size if self.splitter == SPLITTER else self.chunk_size
 
     def _get_splitter(self) -> Any:
         if self._splitter is None:
@@ -173,9 +208,43 @@ class Chunker:
             )
         return self._splitter
 
+    def pieces(self, text: str) -> list[str]:
+        """The passage texts of ``text``, in order (see the class docstring)."""
+        if self.splitter == SPLITTER_V2:
+            return list(self._get_splitter().split_text(text))
+        paragraphs: list[tuple[int, int]] = []
+        pos = 0
+        for m in _PARAGRAPH_BREAK.finditer(text):
+            paragraphs.append((pos, m.start()))
+            pos = m.end()
+        paragraphs.append((pos, len(text)))
+        out: list[str] = []
+        run: tuple[int, int] | None = None  # short paragraphs joined so far
+        for s, e in paragraphs:
+            piece = text[s:e].strip()
+            if not piece:
+                continue
+            s = text.index(piece, s)
+            e = s + len(piece)
+            if len(piece) <= self.chunk_size and (run is None or e - run[0] <= self.chunk_size):
+                run = (run[0] if run else s, e)
+                continue
+            if run is not None:
+                out.append(text[run[0] : run[1]])
+                run = None
+            if len(piece) <= self.chunk_size:
+                run = (s, e)
+            elif len(piece) <= self.max_paragraph:
+                out.append(piece)
+            else:
+                out.extend(self._get_splitter().split_text(piece))
+        if run is not None:
+            out.append(text[run[0] : run[1]])
+        return out
+
     def split(self, doc: Document) -> list[Chunk]:
         """The passages of ``doc`` in order, each with offsets and sentence spans."""
-        pieces = self._get_splitter().split_text(doc.text)
+        pieces = self.pieces(doc.text)
         chunks: list[Chunk] = []
         cursor = 0
         for piece in pieces:

