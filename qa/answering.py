@@ -67,6 +67,27 @@ class Retrieved:
     scored: list[tuple[int, float]]
     sentence_sims: dict[int, np.ndarray]
 
+    def with_own_words(self, own: Retrieved) -> Retrieved:
+        """A follow-up's passages: those found with the turn it leans on (``self``) and those
+        its own words find (``own``), whose scores and sentence similarities are raised by the
+        gap between the two best passages, a passage keeping the higher of its two scores.
+
+        A question read with an earlier one scores higher on everything near that one, so a
+        passage only the follow-up's own words point to fell out of the top five: "And what
+        about Abramovich?" after a long question on the energy strikes got the earlier answer
+        again, word for word. On the follow-up sets this lifts the cited sentence holding the
+        answer from 25 to 27 of 32 and from 32 to 34 of 40 (README)."""
+        if not self.scored or not own.scored:
+            return self
+        lift = self.scored[0][1] - own.scored[0][1]
+        scores = dict(self.scored)
+        sims = dict(self.sentence_sims)
+        for row, score in own.scored:
+            scores[row] = max(scores.get(row, -np.inf), score + lift)
+            raised = own.sentence_sims[row] + lift
+            sims[row] = np.maximum(sims[row], raised) if row in sims else raised
+        return Retrieved(self.snapshot, sorted(scores.items(), key=lambda t: -t[1]), sims)
+
     def candidates(self, depth: int = ANSWER_PASSAGES) -> list[ranking.Candidate]:
         """The sentences of the top ``depth`` passages."""
         out = []

@@ -350,13 +350,14 @@ class Retriever:
         refuse = abstain.not_a_question(question)
         # Input that asks nothing ("thanks", "?") leans on no turn: nothing is read for it.
         used = [] if refuse else conversation.leans_on(question, turns)
+        depth = max(k, FEATURE_PASSAGES)
         if used:
             q, ctx = self._embed_queries([question, conversation.context_text(turns, used)])
             qv = q + conversation.context_weight(question) * ctx
             qv = qv / (np.linalg.norm(qv) or 1.0)
+            found = self._score_vector(qv, depth).with_own_words(self._score_vector(q, depth))
         else:
-            qv = self._embed_queries([question])[0]
-        found = self._score_vector(qv, max(k, FEATURE_PASSAGES))
+            found = self._score_vector(self._embed_queries([question])[0], depth)
         if self._ranker is None or self._calibration is None:
             ranker, abstainer = models_for(found.snapshot.embedder)
             self._ranker = self._ranker or ranker

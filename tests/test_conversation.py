@@ -109,6 +109,25 @@ def test_follow_ups_cite_the_passage_that_answers_them(
     assert any(expected in c.text for c in a.citations)
 
 
+ENERGY = ("Dies habe Russland daran gehindert, im Winter 2023 großangelegte Angriffe auf die "
+          "ukrainische Energieinfrastruktur durchzuführen. [1]")
+
+
+@pytest.mark.model
+def test_a_follow_up_naming_its_own_subject_finds_it_not_the_earlier_answer(
+    sample_index: Path,
+) -> None:
+    # Read with a long earlier question, "Abramovich" alone pointed to a passage that fell out
+    # of the top five, and the earlier answer came back word for word (found in the chat).
+    earlier = ("Tell me everything about the talks, the withdrawal from Kyiv, the fighting in "
+               "Mariupol, the sanctions, the guarantees and the energy strikes")
+    a = Retriever.load(sample_index).ask("And what about Abramovich?",
+                                         history=_turns([(earlier, ENERGY)]))
+    assert a.history_used == [0] and not a.abstained
+    assert "Abramovich" in a.citations[0].text
+    assert not any("Energieinfrastruktur" in c.text for c in a.citations)
+
+
 @pytest.fixture(scope="module")
 def api(sample_index: Path) -> Any:
     pytest.importorskip("fastapi")
