@@ -81,7 +81,9 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
         # cannot encode, which made the default handler fail with a 500).
         parts = []
         for err in exc.errors()[:5]:
-            loc = [str(x) for x in err.get("loc", ()) if isinstance(x, str) and x != "body"]
+            # the index of a list item too: "history.4.answer" names the turn
+            loc = [str(x) for x in err.get("loc", ())
+                   if isinstance(x, (str, int)) and x != "body"]
             msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
             where = ".".join(loc) or "body"
             parts.append(msg if msg.startswith(f"{where} ") else f"{where}: {msg}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -190,12 +191,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print("(conversation cleared)")
         elif command == "/show":
             passage = _passage(last, rest)
-            if passage is None:
-                print(f"qa: no passage {rest.strip() or '(give a number)'} in the last answer",
+            if not rest.strip():
+                print("qa: usage: /show N, N a passage number of the last answer",
                       file=sys.stderr)
+            elif passage is None:
+                print(f"qa: no passage {rest.strip()} in the last answer", file=sys.stderr)
             else:
                 print(f"[{passage.rank}] {passage.doc_id}, characters "
                       f"{passage.start}-{passage.end}\n{passage.text}")
+        elif re.fullmatch(r"/[A-Za-z]+", command):
+            # a mistyped command ("/clera") is not a question, nor a turn of the conversation
+            print(f"qa: unknown command {command}: /show N, /clear, /help, /quit",
+                  file=sys.stderr)
         else:
             try:
                 last = ask(line, args.k, history=history[-20:])

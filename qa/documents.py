@@ -82,6 +82,13 @@ def decode_bytes(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    # UTF-8 with a few damaged bytes: keep it UTF-8, the bad bytes replaced (read as cp1252, every
+    # umlaut of it was garbled: "heiĂŸt"). Text in a single-byte encoding has next to no valid
+    # multi-byte UTF-8 sequences in it.
+    text = data.decode("utf-8-sig", "replace")
+    bad = text.count("\ufffd")
+    if any(ord(c) > 127 and c != "\ufffd" for c in text) and bad <= max(16, len(text) // 100):
+        return text
     # charset-normalizer guesses short Western texts wildly (UTF-16, Mac Roman, cp1006 for
     # "Grüße aus München"); take Windows-1252 first when it yields plausible Western text.
     if b"\x00" not in data:
@@ -298,12 +305,33 @@ def iter_files(
                         if skipped is not None:
                             skipped.append(SkippedFile(str(f), _LEAVES_FOLDER))
                         continue
-                    yield f, f.relative_to(root).as_posix()
-        else:
+                    doc_id = f.relative_to(root).as_posix()
+                    if _named(f, doc_id, skipped):
+                        yield f, doc_id
+        elif _named(root, root.name, skipped):
             yield root, root.name
 
 
 _LEAVES_FOLDER = "a link to outside the folder being indexed (not followed)"
+_NOT_UTF8_NAME = "its name is not valid UTF-8 (an old archive's encoding?): rename the file"
+
+
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as text that can always be printed: bytes of a name that are not UTF-8 shown
+    as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _named(f: Path, doc_id: str, skipped: list[SkippedFile] | None) -> bool:
+    """Whether ``doc_id`` can be a document id: a name whose bytes are not UTF-8 (Python keeps
+    them as lone surrogates) could not be written to the index, and stopped the whole update."""
+    try:
+        doc_id.encode("utf-8")
+    except UnicodeEncodeError:
+        if skipped is not None:
+            skipped.append(SkippedFile(printable_path(f), _NOT_UTF8_NAME))
+        return False
+    return True
 
 
 def load_documents(

@@ -102,3 +102,16 @@ def test_an_index_keeps_the_splitter_it_was_built_with() -> None:
     assert Chunker().settings["splitter"] == SPLITTER
     with pytest.raises(ValueError, match="unknown splitter"):
         Chunker(splitter="nonsense")
+
+
+def test_a_heading_opens_the_passage_of_the_paragraph_after_it() -> None:
+    # Alone, a heading before a long paragraph was a passage that said nothing and still
+    # ranked among the first for questions about its subject.
+    heading = "# Die Geschichte der Falkenried Kaffeerösterei"
+    for words in (12, 40):  # a paragraph kept whole, and one that is split
+        body = _paragraph(1, words)
+        doc = Document("d.md", "d.md", f"{heading}\n\n{body}\n\n## Heute\n\n{_paragraph(2, 12)}", "")
+        texts = [c.text for c in Chunker(chunk_size=300).split(doc)]
+        assert texts[0].startswith(heading + "\n\nAbsatz 1 Satz 0"), texts[0]
+        assert any(t.startswith("## Heute\n\nAbsatz 2") for t in texts)
+        assert all(t.strip() not in (heading, "## Heute") for t in texts)

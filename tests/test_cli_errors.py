@@ -123,6 +123,12 @@ def test_the_same_options_and_none_are_accepted(index: Path, docs: Path) -> None
     assert r.info()["chunking"]["chunk_size"] == 400
 
 
+@pytest.mark.parametrize("port", ["99999", "-1", "0"])
+def test_a_port_out_of_range_is_one_line(tmp_path: Path, port: str) -> None:
+    line = _error(_qa("serve", "--port", port, "--index", str(tmp_path / "none")))
+    assert "--port must be a port number from 1 to 65535" in line
+
+
 def test_host_with_a_stray_space_blames_the_host(tmp_path: Path) -> None:
     line = _error(_qa("serve", "--host", "127.0.0.1 ", "--index", str(tmp_path / "none")))
     assert "--host '127.0.0.1 '" in line and "not an address" in line

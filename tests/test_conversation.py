@@ -154,11 +154,15 @@ def test_api_ask_takes_a_history(api: Any) -> None:
 @pytest.mark.model
 @pytest.mark.parametrize("history,where", [
     ("text", "history"),
-    ([{"question": "q"}], "history.answer: Field required"),
-    ([{"question": "q", "answer": "a", "x": 1}], "history.x"),
-    ([{"question": "q", "answer": "a" * 2001}], "history.answer: String should have at most 2000"),
+    ([{"question": "q"}], "history.0.answer: Field required"),
+    ([{"question": "q", "answer": "a", "x": 1}], "history.0.x"),
+    ([{"question": "q", "answer": "a" * 2001}],
+     "history.0.answer: String should have at most 2000"),
     ([{"question": "q", "answer": "a"}] * 21, "history: List should have at most 20"),
-    ([{"question": ["q"], "answer": "a"}], "history.question"),
+    ([{"question": ["q"], "answer": "a"}], "history.0.question"),
+    # which of many turns is wrong
+    ([{"question": "q", "answer": "a"}] * 4 + [{"question": "q", "answer": 7}],
+     "history.4.answer"),
 ])
 def test_api_refuses_a_bad_history_with_422(api: Any, history: Any, where: str) -> None:
     res = api.post("/api/ask", json={"question": "Who brokered it?", "history": history})
@@ -186,7 +190,7 @@ def test_eval_reports_follow_ups_apart(sample_index: Path, tmp_path: Path) -> No
 @pytest.mark.model
 def test_qa_chat_keeps_the_conversation(sample_index: Path) -> None:
     lines = ["When were the de-escalation talks supposed to start?", "Who brokered it?",
-             "/show 1", "/show 9", "/clear", "Who brokered it?", "/quit"]
+             "/show 1", "/show 9", "/show", "/clera", "/clear", "Who brokered it?", "/quit"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
         [sys.executable, "-m", "qa.cli", "chat", "--index", str(sample_index), "-k", "3"],
@@ -196,5 +200,8 @@ def test_qa_chat_keeps_the_conversation(sample_index: Path) -> None:
     assert "Katar" in out.stdout
     assert "characters" in out.stdout  # the shown passage
     assert "no passage 9 in the last answer" in out.stderr
+    assert "usage: /show N" in out.stderr
+    # a mistyped command is named, not asked: one follow-up was read, before the /clear
+    assert "unknown command /clera" in out.stderr
     assert "(conversation cleared)" in out.stdout
     assert out.stdout.count("(read with earlier question") == 1  # none after /clear

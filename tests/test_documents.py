@@ -95,3 +95,32 @@ def test_symlink_loop_does_not_hang(corpus: Path) -> None:
     docs, _ = load_documents([corpus])
     assert len(docs) == len({d.doc_id for d in docs})
     assert "cats.txt" in {d.doc_id for d in docs}
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(tmp_path: Path) -> None:
+    # Latin-1 bytes in a name, as old archives leave them: the whole update used to stop with
+    # a UnicodeEncodeError when the index was written.
+    from qa import Retriever
+
+    from .conftest import TrigramEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "kran.txt").write_text("Der Kran steht im Hafen von Kiel.", encoding="utf-8")
+    bad = os.path.join(os.fsencode(docs), b"caf\xe9.txt")
+    with open(bad, "wb") as f:
+        f.write("Ein Café in der Altstadt.".encode())
+    r = Retriever.build([docs], tmp_path / "idx", embedder=TrigramEmbedder())
+    assert set(r.snapshot().documents) == {"kran.txt"}
+    (skip,) = r.last_report.skipped
+    assert skip.path.endswith("caf\\xe9.txt") and "not valid UTF-8" in skip.reason
+    str(skip).encode("utf-8")  # printable
+
+
+def test_utf8_with_a_few_damaged_bytes_stays_utf8() -> None:
+    data = ("Die Hafenmeisterin heißt Petra Ohlsen. ".encode() + b"\xff\xfe\x80 kaputt "
+            + "Sie arbeitet seit 2011 im Hafen.".encode())
+    text = decode_bytes(data)
+    assert "heißt Petra Ohlsen" in text and text.count("\ufffd") == 3
+    # a single-byte encoding is still read as one
+    assert decode_bytes("Grüße aus München".encode("cp1252")) == "Grüße aus München"

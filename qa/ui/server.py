@@ -64,6 +64,8 @@ def check_host(host: str, auth: tuple[str, str] | None) -> None:
 
 
 def _check_port_free(host: str, port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise QAError(f"--port must be a port number from 1 to 65535, got {port}")
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
