@@ -6,10 +6,15 @@ Fitted on a mix of domains so that abstention holds on documents it never saw:
 - the XQuAD dev half (Wikipedia, German paragraphs, English and German questions), every question
   asked twice: once with the whole index (answerable) and once with its own paragraph left out
   of the retrieved passages (unanswerable, and hard: the rest of its article is still there);
+- the mixed-language XQuAD set ``eval/xquad-mixed`` (the same articles, half of them in English,
+  so that German questions meet English text and every question meets paragraphs in its own
+  language that do not answer it), the same way;
 - the sample-article fitting set ``eval/calibration.jsonl`` (news; answerable and hand-written
   unanswerable questions).
 
-The XQuAD part is cross-validated by article (each fold's models never saw its articles) and the
+Questions are searched with the embedder's German-English axis removed (fitted here on XQuAD's
+question pairs, ``fit_language_axis``, and shipped with the models). The XQuAD part is
+cross-validated by article (each fold's models never saw its articles) and the
 report gives every metric per domain and language. The sample-article test sets
 (``eval/sample.jsonl``, ``eval/sample-hard.jsonl``) are never fitted on. The threshold is the
 highest one that keeps wrongly abstained answerable questions of the fitting mix at or below
@@ -73,18 +78,40 @@ class Case:
 
 
 def retrieve(r: Retriever, questions: list[Question], domain: str,
-             leave_out: bool = False) -> list[Case]:
+             leave_out: bool = False, by_article: bool | None = None) -> list[Case]:
+    """The cases of ``questions``; ``leave_out`` adds each answerable one again with its own
+    document left out (unanswerable); ``by_article``: cross-validation groups are the first
+    folder of the document id (default for the domain "xquad")."""
+    by_article = domain == "xquad" if by_article is None else by_article
     cases = []
     for q in questions:
         text = clean_question(q.question)
         found = r._score_vector(r._embed_queries([text])[0], FEATURE_PASSAGES)
-        group = (q.doc or "none").split("/")[0] if domain == "xquad" else domain
+        group = (q.doc or "none").split("/")[0] if by_article else domain
         cases.append(Case(q, domain, group, q.doc is not None, found))
         if leave_out and q.doc is not None:
             chunks = found.snapshot.chunks
             kept = [(row, s) for row, s in found.scored if chunks[row].doc_id != q.doc]
             cases.append(Case(q, domain + "-left-out", group, False, replace(found, scored=kept)))
     return cases
+
+
+def fit_language_axis(r: Retriever, questions: list[Question]) -> np.ndarray:
+    """The mean difference between the German and the English wording of the same questions
+    (XQuAD's rows ``ID-de`` and ``ID-en``), unit length: the direction along which the embedder
+    tells the two languages apart, removed from every question before it is searched
+    (``qa.answering.language_axis``)."""
+    by_id: dict[str, dict[str, str]] = defaultdict(dict)
+    for q in questions:
+        stem, _, lang = q.id.rpartition("-")
+        if lang in ("de", "en"):
+            by_id[stem][lang] = clean_question(q.question)
+    pairs = [p for p in by_id.values() if len(p) == 2]
+    de = r.embedder.embed_queries([p["de"] for p in pairs])
+    en = r.embedder.embed_queries([p["en"] for p in pairs])
+    axis = (de - en).mean(0)
+    out: np.ndarray = axis / np.linalg.norm(axis)
+    return out
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01, steps: int = 3000,
@@ -320,16 +347,18 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_models(path: Path, table: dict[str, Any]) -> None:
-    """``table`` as JSON, each of the abstention model's trees on one line (a readable diff)."""
+    """``table`` as JSON, each of the abstention model's trees and the language axis on one line
+    (a readable diff)."""
     trees: list[str] = []
 
     def lines(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: ([lines_tree(t) for t in v] if k == "trees" else lines(v))
+            return {k: ([lines_tree(t) for t in v] if k == "trees" else
+                        lines_tree(v) if k == "language_axis" else lines(v))
                     for k, v in value.items()}
         return value
 
-    def lines_tree(tree: list[list[Any]]) -> str:
+    def lines_tree(tree: list[Any]) -> str:
         trees.append(json.dumps(tree, separators=(",", ":")))
         return f"@tree{len(trees) - 1}@"
 
@@ -355,6 +384,12 @@ def main() -> None:
     ap.add_argument("--abstain-model", choices=["trees", "logistic"], default="trees",
                     help="how the signals become a confidence: boosted trees (default) or a "
                          "logistic model")
+    ap.add_argument("--mixed", default=str(HERE / "xquad-mixed"),
+                    help="the mixed-language XQuAD set (half its articles in English), fitted on "
+                         "like --xquad; '' leaves it out")
+    ap.add_argument("--language-axis", action=argparse.BooleanOptionalAction, default=True,
+                    help="search questions with the German-English axis removed (default; fitted "
+                         "on XQuAD's question pairs and shipped with the models)")
     ap.add_argument("--workdir", help="keep the indexes here (default: a temporary folder)")
     ap.add_argument("--out", default=str(HERE.parent / "qa" / "calibration.json"))
     ap.add_argument("--report", default=str(HERE / "calibration-report.json"))
@@ -363,8 +398,19 @@ def main() -> None:
     xq = Retriever.build([Path(args.xquad) / "corpus"], work / "xquad", embedder=args.embedder)
     own = Retriever.build([Path(args.corpus) if args.corpus else sample_corpus_dir()],
                           work / "own", embedder=args.embedder)
-    xq_cases = retrieve(xq, load_questions(Path(args.xquad) / "questions.jsonl"), "xquad",
-                        leave_out=True)
+    xq_questions = load_questions(Path(args.xquad) / "questions.jsonl")
+    axis = fit_language_axis(xq, xq_questions) if args.language_axis else None
+    for r in (xq, own):
+        r._axis = axis
+    xq_cases = retrieve(xq, xq_questions, "xquad", leave_out=True)
+    if args.mixed:
+        # The same articles, half in English: a question meets paragraphs in its own language
+        # that do not answer it (German questions over English text, which XQuAD lacks).
+        mixed = Retriever.build([Path(args.mixed) / "corpus"], work / "mixed",
+                                embedder=args.embedder)
+        mixed._axis = axis
+        xq_cases += retrieve(mixed, load_questions(Path(args.mixed) / "questions.jsonl"),
+                             "mixed", leave_out=True, by_article=True)
     fit_cases = [c for path in args.questions for c in retrieve(own, load_questions(path),
                                                                 "sample-fit")]
     test_cases = [c for path in args.test if Path(path).exists() for c in
@@ -391,9 +437,12 @@ def main() -> None:
     table[xq.info()["embedder"]] = {
         "ranker": ranker, "abstain": abstainer,
         "fitted_on": ["eval/xquad (with and without each question's paragraph)",
+                      *(["eval/xquad-mixed (the same)"] if args.mixed else []),
                       *[Path(p).name for p in args.questions]],
         "fitted_at": time.strftime("%Y-%m-%d"),
     }
+    if axis is not None:
+        table[xq.info()["embedder"]]["language_axis"] = [round(float(x), 6) for x in axis]
     write_models(out, table)
     Path(args.report).write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
     print(json.dumps(summary, indent=1))

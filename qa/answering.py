@@ -49,12 +49,28 @@ def _model_file(custom: str | None) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
+def _entry(embedder: str) -> dict[str, Any]:
+    fitted = _model_file(os.environ.get("QA_CALIBRATION") or None)
+    # One model on another engine ("-int8", "-fp32": vectors within cosine 0.999) uses its fits.
+    return fitted.get(embedder) or fitted.get(re.sub(r"-(int8|fp32)$", "", embedder), {})
+
+
+def language_axis(embedder: str, dim: int) -> np.ndarray | None:
+    """The unit vector along which ``embedder`` sets German questions apart from English ones
+    (fitted by eval/calibrate.py), or None if it has none. Questions are searched with it
+    removed (``Retriever._embed_queries``): otherwise a question's language is part of what it
+    matches, and passages in its own language outrank the one that answers it in the other."""
+    axis = _entry(embedder).get("language_axis")
+    if not axis or len(axis) != dim:
+        return None
+    v = np.asarray(axis, np.float32)
+    return v / (np.linalg.norm(v) or 1.0)
+
+
 def models_for(embedder: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The fitted sentence ranker and answer-or-abstain model for ``embedder`` (see
     eval/calibrate.py), from ``$QA_CALIBRATION`` if set, else the ones shipped."""
-    fitted = _model_file(os.environ.get("QA_CALIBRATION") or None)
-    # One model on another engine ("-int8", "-fp32": vectors within cosine 0.999) uses its fits.
-    entry = fitted.get(embedder) or fitted.get(re.sub(r"-(int8|fp32)$", "", embedder), {})
+    entry = _entry(embedder)
     return entry.get("ranker", ranking.UNFITTED), entry.get("abstain", _UNCALIBRATED)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import abstain, conversation
 from .answer import Answer, Passage
-from .answering import FEATURE_PASSAGES, Retrieved, build_answer, models_for
+from .answering import FEATURE_PASSAGES, Retrieved, build_answer, language_axis, models_for
 from .chunking import Chunker
 from .compatibility import check_chunking, check_embedder
 from .default_index import default_index_dir, open_default, sample_corpus_dir
@@ -57,6 +57,9 @@ class Retriever:
     # The fitted sentence ranker of the index's embedder, set on the first question (also for
     # subclasses with their own constructor).
     _ranker: dict[str, Any] | None = None
+    # The embedder's language axis (answering.language_axis), read with the first question;
+    # ``...`` until then.
+    _axis: Any = ...
 
     def __init__(
         self,
@@ -301,12 +304,20 @@ class Retriever:
     # -- search ---------------------------------------------------------------------------
 
     def _embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Question vectors as they are searched with: the embedder's language axis removed
+        (if it has one), unit length."""
         q = self.embedder.embed_queries(texts)
-        dim = self.snapshot().manifest["dim"]
+        snap = self.snapshot()
+        dim = snap.manifest["dim"]
         if q.shape[1] != dim:
             raise EmbedderMismatch(
                 f"embedder gives {q.shape[1]}-dimensional vectors, index holds {dim}")
-        return q
+        if self._axis is ...:
+            self._axis = language_axis(snap.embedder, dim)
+        if self._axis is not None:
+            q = q - np.outer(q @ self._axis, self._axis)
+            q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        return q.astype(np.float32)
 
     def _score_vector(self, qv: np.ndarray, k: int) -> Retrieved:
         """Passages for the query vector ``qv``, best first, with their sentences' similarity."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -110,3 +111,31 @@ def test_abstention_trees_learn_what_a_weighted_sum_cannot_and_push_one_way() ->
     higher = tx.copy()
     higher[:, names.index("top_score")] += 0.05
     assert np.all(cal.abstain_probability(trees, higher) >= p - 1e-12)
+
+
+def test_the_language_axis_points_from_english_to_german_and_is_written_on_one_line(
+    tmp_path: Path,
+) -> None:
+    cal = _calibrate()
+    from qa.evaluation import Question
+
+    lang = np.eye(8)[0]  # what a fake embedder adds for German
+
+    class Embedder:
+        def embed_queries(self, texts: list[str]) -> np.ndarray:
+            rng = np.random.default_rng(len(texts[0]))
+            v = rng.normal(0, 0.1, (len(texts), 8)) + np.array(
+                [lang if t.startswith("Wer") else -lang for t in texts])
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    class R:
+        embedder = Embedder()
+
+    rows = [Question(f"q{i}-{la}", text, None, ())
+            for i in range(40) for la, text in (("en", f"Who is {i}?"), ("de", f"Wer ist {i}?"))]
+    axis = cal.fit_language_axis(R(), rows)
+    assert abs(np.linalg.norm(axis) - 1) < 1e-6 and axis @ lang > 0.9
+    out = tmp_path / "models.json"
+    cal.write_models(out, {"e": {"language_axis": [round(float(x), 6) for x in axis]}})
+    assert sum("language_axis" in line for line in out.read_text().splitlines()) == 1
+    assert np.allclose(json.loads(out.read_text())["e"]["language_axis"], axis, atol=1e-6)
