@@ -61,6 +61,14 @@ def test_preview_on_hover_and_on_keyboard_focus(page) -> None:  # noqa: F811
     assert ISTANBUL in text and "Ukraine" in tip.locator("mark").inner_text()
     assert len(text) > len(tip.locator("mark").inner_text()) + 20  # with context around it
     shot(page, "11-preview-hover")
+    # Escape hides it with the pointer still on the marker (the focus is elsewhere), and it
+    # shows again when the pointer comes back
+    page.keyboard.press("Escape")
+    assert not tip.is_visible()
+    page.mouse.move(5, 790)
+    assert not tip.is_visible()
+    marker.hover()
+    assert tip.is_visible()
     page.mouse.move(5, 790)
     assert not tip.is_visible()
     # keyboard: Alt+J from the question box focuses the latest answer's first marker

@@ -144,15 +144,22 @@ element.addEventListener('submit', (ev) => {
   sendFeedback(form.closest('.qa-a'), form.dataset.verdict || 'up');
 });
 
-// Escape hides an open preview without moving focus (WCAG 1.4.13: dismissible).
-element.addEventListener('keydown', (ev) => {
+// Escape hides an open preview without moving focus or the pointer (WCAG 1.4.13: dismissible):
+// the one of the focused marker and the one under the pointer, wherever the focus is (listened
+// for on the document: with the pointer on a marker, the focus is often outside the chat).
+document.addEventListener('keydown', (ev) => {
   if (ev.key !== 'Escape') return;
-  const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
-  if (wrap) wrap.classList.add('qa-tip-closed');
+  const focused = ev.target.closest && ev.target.closest('.qa-cite-wrap');
+  const hovered = Array.from(element.querySelectorAll('.qa-cite-wrap:hover'));
+  [focused, ...hovered].forEach((wrap) => wrap && wrap.classList.add('qa-tip-closed'));
 });
 element.addEventListener('focusout', (ev) => {
   const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
   if (wrap) wrap.classList.remove('qa-tip-closed');
+});
+element.addEventListener('mouseout', (ev) => {
+  const wrap = ev.target.closest && ev.target.closest('.qa-cite-wrap');
+  if (wrap && !wrap.contains(ev.relatedTarget)) wrap.classList.remove('qa-tip-closed');
 });
 // Keep a preview inside the window and the scrolling conversation: shift it left when it would
 // run off the right edge, and show it above the marker when there is no room below.
