@@ -39,17 +39,20 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
     from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
     token = token or os.environ.get("QA_API_TOKEN") or None
 
     class Query(BaseModel):
         # The rules are qa.limits' (the same for every surface); the schema only describes them.
+        # A misspelt field ("hisotry") is refused, not ignored: its turns would be lost unseen.
+        model_config = ConfigDict(extra="forbid")
+
         question: str = Field(..., description="the question, in any language the model reads",
                               json_schema_extra={"maxLength": MAX_QUESTION_CHARS})
         k: int = Field(DEFAULT_K, description="passages to return",
                        json_schema_extra={"minimum": 1, "maximum": MAX_K})
-        stream: bool = Field(False, description="answer as server-sent events (token events "
+        stream: StrictBool = Field(False, description="answer as server-sent events (token events "
                              "while the model writes, then the answer object)")
 
         @field_validator("question", mode="after")

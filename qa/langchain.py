@@ -90,6 +90,7 @@ class QARetriever(BaseRetriever):
         other keyword arguments (``tags``, ``metadata``) go to :class:`BaseRetriever`.
         Raises :class:`qa.IndexNotFound` / :class:`qa.IndexDamaged` when the index is unusable.
         """
+        k = check_k(k)  # one line (qa.BadRequest), not pydantic's ValidationError
         return cls(retriever=Retriever.load(index_dir, embedder=embedder), k=k, **kwargs)
 
     def _get_relevant_documents(

@@ -303,6 +303,26 @@ def test_every_surface_refuses_k_with_the_same_rule(fake_retriever) -> None:
         assert str(chat.value) == str(direct.value)
 
 
+@pytest.mark.parametrize(("body", "why"), [
+    ({"question": "Why do cats purr?", "stream": "yes"}, "stream: Input should be a valid boolean"),
+    ({"question": "Why do cats purr?", "stream": 1}, "stream: Input should be a valid boolean"),
+    # a misspelt field would lose what it carries unseen
+    ({"question": "Why do cats purr?", "hisotry": []}, "hisotry: Extra inputs are not permitted"),
+])
+def test_http_refuses_a_stream_that_is_not_true_or_false_and_unknown_fields(
+    http, body: dict[str, Any], why: str
+) -> None:
+    resp = http.post("/api/ask", json=body)
+    assert resp.status_code == 422 and _detail(resp) == why
+
+
+def test_langchain_from_index_refuses_k_in_one_line(tmp_path) -> None:
+    from qa.langchain import QARetriever
+
+    with pytest.raises(BadRequest, match="^k must be"):
+        QARetriever.from_index(tmp_path / "no-index", k=0)
+
+
 @pytest.mark.parametrize("body", [
     b"", b"{", b"[]", b'"cats"', b"null", b'{"question": null}', b'{"question": 5}',
     b'{"k": 3}', b'{"question": "\\ud800"}', b'{"question": "caf\xe9"}', b"\xff\xfe\x00",
