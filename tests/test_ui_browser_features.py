@@ -85,6 +85,19 @@ def test_preview_on_hover_and_on_keyboard_focus(page) -> None:  # noqa: F811
     assert page.qa_errors == []
 
 
+def test_a_question_at_the_length_limit_says_so(page) -> None:  # noqa: F811
+    # the box stops at 2,000 characters: a longer paste was cut without a word
+    box = page.locator("#qa-question textarea")
+    assert box.get_attribute("maxlength") == "2000"
+    note = page.locator("#qa-limit-note")
+    box.fill("Why " * 500)
+    assert note.is_visible() and "at most 2,000 characters" in note.inner_text()
+    assert note.get_attribute("role") == "status"
+    box.fill("Why?")
+    assert not note.is_visible()
+    assert page.qa_errors == []
+
+
 def test_skip_link_reaches_markers_in_three_tab_presses(page) -> None:  # noqa: F811
     ask(page, QUESTION, 1)
     page.focus("#qa-question textarea")

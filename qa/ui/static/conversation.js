@@ -229,3 +229,25 @@ const toLatest = () => {
 };
 if (typeof watch === 'function') watch('value', () => setTimeout(toLatest, 30));
 toLatest();
+
+// The question box stops at its limit (maxlength): say so, or a long paste is cut unseen and the
+// cut question answered as if whole.
+document.addEventListener('input', (ev) => {
+  const box = ev.target;
+  if (!box.closest || !box.closest('#qa-question') || !(box.maxLength > 0)) return;
+  const composer = box.closest('.qa-composer') || box.parentElement;
+  let note = document.getElementById('qa-limit-note');
+  const full = box.value.length >= box.maxLength;
+  if (full && !note) {
+    note = document.createElement('p');
+    note.id = 'qa-limit-note';
+    note.className = 'qa-limit-note';
+    note.setAttribute('role', 'status');
+    composer.insertAdjacentElement('afterend', note);
+  }
+  if (note) {
+    note.textContent = full ? `Questions are at most ${box.maxLength.toLocaleString('en')} `
+      + 'characters: anything longer was cut here.' : '';
+    note.hidden = !full;
+  }
+});
