@@ -144,7 +144,7 @@ def test_delete_a_document_after_confirming(page, ui_server: UIServer,  # noqa: 
                                             tmp_path: Path) -> None:
     doc = tmp_path / "loeschen-bitte.txt"
     doc.write_text("Der Kormoran trocknet seine Flügel in der Sonne.", encoding="utf-8")
-    upload(page, doc)
+    assert "The index holds" in upload(page, doc)
     before = doc_count(ui_server)
     assert (ui_server.index_dir / "uploads" / "loeschen-bitte.txt").is_file()
     row = page.locator("#qa-index-panel li[data-doc='loeschen-bitte.txt']")
@@ -161,6 +161,8 @@ def test_delete_a_document_after_confirming(page, ui_server: UIServer,  # noqa: 
     assert not (ui_server.index_dir / "uploads" / "loeschen-bitte.txt").exists()
     assert "Deleted loeschen-bitte.txt" in page.inner_text("#qa-index-panel")
     assert str(before - 1) in page.inner_text("#qa-index-pill")
+    # the upload's report, with the count before the delete, is gone
+    assert "The index holds" not in page.inner_text("#qa-upload-status")
 
 
 def test_copy_answer_with_sources(page, ui_server: UIServer) -> None:  # noqa: F811

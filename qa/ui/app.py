@@ -179,14 +179,16 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
 
     def on_index_action(evt: gr.SelectData) -> tuple[Any, ...]:
         if evt.value != "delete":
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         try:
             rep = actions.delete(evt.index)
             message = (f"Deleted {', '.join(rep['removed'])}. The index holds "
                        f"{rep['documents']:,} documents.")
         except QAError as exc:
             message = f"Could not delete: {exc}"
-        return index_views(message)
+        # The last upload's report ("The index holds 3 documents") is out of date once a
+        # document is gone: the upload box goes back to its rules.
+        return (*index_views(message), render_upload_status(None))
 
     def on_upload(
         files: list[str] | None, progress: Any = gr.Progress()  # noqa: B008 (Gradio's idiom)
@@ -327,7 +329,7 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
             b.click(partial(start, q), [store], [question, *conversation], **private).then(
                 finish, [store, k, answer_mode], conversation, **streaming)
         history.select(on_history, [store], conversation, **private)
-        index_panel.select(on_index_action, None, [header, index_panel], **private)
+        index_panel.select(on_index_action, None, [header, index_panel, upload_status], **private)
         k.change(None, [k], [k], js=CLAMP_K_JS, **private)
         files.upload(on_upload, [files], [upload_status, header, index_panel, files],
                      show_progress="full", show_progress_on=[upload_status],
