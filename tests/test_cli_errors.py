@@ -63,6 +63,16 @@ def test_unknown_embedders(tmp_path: Path, docs: Path, embedder: str, says: str)
     assert not (tmp_path / "new").exists()  # the folder made for it is removed again
 
 
+def test_an_unknown_embedder_for_an_existing_index_is_named_not_offered_a_rebuild(
+    index: Path, docs: Path
+) -> None:
+    # it suggested `--embedder bogus --rebuild`, which then failed
+    before = _files(index)
+    line = _error(_qa("index", str(docs), "--index", str(index), "--embedder", "bogus"))
+    assert "unknown embedder 'bogus'" in line and "--rebuild" not in line
+    assert _files(index) == before
+
+
 def test_chunk_size_too_small(tmp_path: Path, docs: Path) -> None:
     line = _error(_qa("index", str(docs), "--index", str(tmp_path / "new"), "--chunk-size", "10"))
     assert "at least 50" in line
