@@ -73,6 +73,12 @@ def test_an_unknown_embedder_for_an_existing_index_is_named_not_offered_a_rebuil
     assert _files(index) == before
 
 
+def test_the_documents_folder_given_as_index_says_so(docs: Path) -> None:
+    # it suggested building the index into the documents' own folder
+    line = _error(_qa("ask", "Why do cats purr?", "--index", str(docs)))
+    assert "it holds documents" in line and f"qa index {docs} --index INDEX_DIR" in line
+
+
 def test_chunk_size_too_small(tmp_path: Path, docs: Path) -> None:
     line = _error(_qa("index", str(docs), "--index", str(tmp_path / "new"), "--chunk-size", "10"))
     assert "at least 50" in line

@@ -85,13 +85,25 @@ class IndexDir:
     def exists(self) -> bool:
         return (self.path / "CURRENT").is_file()
 
+    def _not_found(self) -> str:
+        from ..documents import SUPPORTED_SUFFIXES
+
+        try:
+            holds_documents = self.path.is_dir() and any(
+                p.is_file() and p.name.lower().endswith(SUPPORTED_SUFFIXES)
+                for p in self.path.iterdir())
+        except OSError:
+            holds_documents = False
+        if holds_documents:  # the documents' folder given as --index
+            return (f"no index in {self.path}: it holds documents; index them into a folder of "
+                    f"its own with `qa index {self.path} --index INDEX_DIR`")
+        return f"no index in {self.path}: build one with `qa index PATH --index {self.path}`"
+
     def current_version(self) -> str:
         try:
             name = (self.path / "CURRENT").read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            raise IndexNotFound(
-                f"no index in {self.path}: build one with `qa index PATH --index {self.path}`"
-            ) from None
+            raise IndexNotFound(self._not_found()) from None
         except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, not text
             raise IndexDamaged(self._damaged("CURRENT", "cannot be read")) from exc
         # Only a version folder of this index: never "../elsewhere" or "v000001/../..".
