@@ -18,7 +18,12 @@ from qa.ui import conversations as convs
 from qa.ui.actions import ChatActions
 from qa.ui.copy_text import as_markdown, as_plain_text
 from qa.ui.marked_text import marked_html
-from qa.ui.render import render_conversation, render_document, render_history
+from qa.ui.render import (
+    render_conversation,
+    render_document,
+    render_history,
+    render_sources,
+)
 
 from .conftest import TrigramEmbedder
 
@@ -103,6 +108,17 @@ def test_answer_html_carries_preview_copy_and_feedback() -> None:
     assert 'data-copy="Q: Who mediates?' in html
     assert html.count('class="qa-act qa-fb"') == 2 and "The right passage is" in html
 
+
+
+def test_every_answer_of_a_long_conversation_keeps_its_passages() -> None:
+    # Found by a browser tester: after 25 turns the panel held the last 11, so the first
+    # answer's marker [1] led nowhere while another answer's "[1]" card sat at the top.
+    turns = [{"q": f"question {n}?", "result": RESULT} for n in range(1, convs.MAX_TURNS + 1)]
+    chat, panel = render_conversation(turns), render_sources(turns)
+    for n in (1, 2, convs.MAX_TURNS):
+        assert f'href="#src-{n}-1"' in chat
+        assert panel.count(f'id="src-{n}-1"') == 1
+    assert panel.count('class="qa-earlier"') == convs.MAX_TURNS - 1
 
 # -- conversations --------------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from .marked_text import is_markdown, marked_html
 TITLE = "Ask your documents"
 TAGLINE = ("Ask in English or German. Every sentence of the answer is quoted from your documents "
            "and marked with the passage it comes from.")
-MAX_EARLIER_TURNS = 10
 MAX_LISTED_DOCUMENTS = 200
 TIP_CONTEXT = 90  # characters of the passage shown on each side of a cited sentence
 
@@ -180,10 +179,13 @@ def _turn_sources(turn: int, t: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_sources(turns: Sequence[dict[str, Any]]) -> str:
-    """The sources panel: the latest answer's passages, earlier ones folded below."""
+    """The sources panel: the latest answer's passages, earlier ones folded below. Every turn
+    the conversation keeps has its passages here: a marker of an early answer must not lead to
+    nothing, or to another answer's passage with the same number. (The conversation keeps
+    ``conversations.MAX_TURNS`` turns.)"""
     done = [(i + 1, t) for i, t in enumerate(turns) if t.get("result")]
     latest = _turn_sources(*done[-1]) if done else None
-    earlier = [_turn_sources(n, t) for n, t in reversed(done[:-1][-MAX_EARLIER_TURNS:])]
+    earlier = [_turn_sources(n, t) for n, t in reversed(done[:-1])]
     return _render("sources.html", latest=latest, earlier=earlier,
                    pending=any(t.get("pending") for t in turns))
 
