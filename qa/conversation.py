@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .abstain import _STOP, _WORD, salient_terms
+from .abstain import _STOP, _WORD, not_a_question, salient_terms
 from .errors import BadRequest
 
 MAX_TURNS = 20
@@ -97,12 +97,14 @@ def stands_alone(question: str) -> bool:
 
 def leans_on(question: str, turns: list[Turn]) -> list[int]:
     """Indices of the turns ``question`` leans on: none if it stands alone, else the last turn,
-    and the one before if the last turn was itself a follow-up."""
-    if not turns or stands_alone(question):
+    and the one before if the last turn was itself a follow-up. Turns that asked nothing
+    ("hello", "?") are passed over: "Kursk" after them was shown as read with "hello"."""
+    asked = [i for i, t in enumerate(turns) if not not_a_question(t.question)]
+    if not asked or stands_alone(question):
         return []
-    used = [len(turns) - 1]
-    if len(turns) > 1 and not stands_alone(turns[-1].question):
-        used.insert(0, len(turns) - 2)
+    used = [asked[-1]]
+    if len(asked) > 1 and not stands_alone(turns[asked[-1]].question):
+        used.insert(0, asked[-2])
     return used
 
 

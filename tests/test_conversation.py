@@ -52,6 +52,16 @@ def test_a_follow_up_leans_on_the_last_turn_and_a_chain_goes_further_back() -> N
     assert leans_on("Who brokered it?", []) == []
 
 
+def test_turns_that_asked_nothing_are_not_leaned_on() -> None:
+    # Found by a browser tester: "Kursk" was shown as read with "hello" and "?".
+    greetings = parse_history([{"question": "hello", "answer": "Not found in the documents."},
+                               {"question": "?", "answer": "Not found in the documents."}])
+    assert leans_on("Kursk", greetings) == []
+    turns = parse_history([{"question": "What did Ukraine offer in Istanbul?", "answer": "x"},
+                           {"question": "thanks!", "answer": "Not found in the documents."}])
+    assert leans_on("And what did they want in exchange?", turns) == [0]
+
+
 @pytest.mark.parametrize("history,message", [
     ("not a list", "history must be a list"),
     ({"question": "q", "answer": "a"}, "history must be a list"),

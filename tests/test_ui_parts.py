@@ -168,8 +168,15 @@ def test_a_follow_up_shows_the_earlier_question_it_was_read_with(tmp_path: Path,
     assert convs.read_with(history, res) == [f"Which river {EVIL}?"]
     html = render_conversation([{"q": "And where does it flow?", "result": res,
                                  "read_with": convs.read_with(history, res)}])
-    assert "Read as a follow-up to: “Which river &lt;script&gt;" in html
+    assert "Read as a follow-up to: <span title=\"Which river &lt;script&gt;" in html
+    assert "“Which river &lt;script&gt;" in html
     assert "<script>" not in html
+    long_q = "Which river " + "and which lake " * 150 + "?"
+    html = render_conversation([{"q": "And where?", "result": res, "read_with": [long_q]}])
+    label = html.split("Read as a follow-up to: ")[1].split("</p>")[0]
+    visible = label.split(">", 1)[1].split("</span>")[0]
+    assert len(visible) < 200 and visible.endswith("…”")  # shortened; whole in its title
+    assert long_q.strip() in label.split('title="')[1]
     # a question that stands alone, a model's answer (it shows what it searched with instead)
     # and garbage from the browser's store show nothing
     alone = ChatActions(r).ask("Where does the Danube flow?", 3, history=history)
