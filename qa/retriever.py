@@ -22,7 +22,7 @@ from .answering import FEATURE_PASSAGES, Retrieved, build_answer, language_axis,
 from .chunking import Chunker
 from .compatibility import check_chunking, check_embedder
 from .default_index import default_index_dir, open_default, sample_corpus_dir
-from .documents import iter_files, load_documents
+from .documents import SkippedFile, iter_files, load_documents
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .errors import BadRequest, EmbedderMismatch, EmptyCorpus, IndexBusy
 from .index import IndexDir, Snapshot
@@ -283,8 +283,15 @@ class Retriever:
                             progress=progress, report=UpdateReport(skipped=skipped))
 
     def remove(self, doc_ids: Iterable[str]) -> UpdateReport:
-        """Remove documents by id; unknown ids are ignored (see the report)."""
-        return self._update(remove=list(doc_ids))
+        """Remove documents by id (as ``documents()`` lists them; one id may be given as a
+        string). Ids not in the index change nothing and are listed in the report's
+        ``skipped``."""
+        ids = [doc_ids] if isinstance(doc_ids, str) else [str(d) for d in doc_ids]
+        rep = self._update(remove=ids)
+        rep.skipped = [SkippedFile(d, "not in the index (give a document id as documents() "
+                                      "lists it)") for d in dict.fromkeys(ids)
+                       if d not in rep.removed]
+        return rep
 
     def sync(self, paths: Iterable[str | os.PathLike[str]], *, rebuild: bool = False,
              progress: Progress | None = None) -> UpdateReport:

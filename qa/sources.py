@@ -13,7 +13,11 @@ from .errors import BadRequest
 
 def given_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """``paths`` as Paths; an empty string is refused rather than read as ``.`` (which made
-    ``qa index ""`` index the whole current folder)."""
+    ``qa index ""`` index the whole current folder). One path given as a string (or Path) is
+    that path, not its characters: ``build("docs/", ...)`` read ``d``, ``o``, ``c``, ``s`` and
+    ``/``, the whole file system."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     out = []
     for p in paths:
         if not os.fspath(p).strip():

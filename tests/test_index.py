@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import EmbedderMismatch, IndexBusy, IndexDamaged, IndexNotFound, Retriever
+from qa import (
+    BadRequest,
+    EmbedderMismatch,
+    IndexBusy,
+    IndexDamaged,
+    IndexNotFound,
+    Retriever,
+)
 from qa.index import IndexDir
 
 from .conftest import TrigramEmbedder
@@ -86,6 +93,8 @@ def test_add_and_remove_through_the_api(corpus: Path, tmp_path: Path, fake_embed
     assert r.search("glaciers shrinking Alps", 1)[0].doc_id == "glaciers.txt"
     rep = r.remove(["glaciers.txt", "no-such-doc"])
     assert rep.removed == ["glaciers.txt"]
+    assert [(s.path, s.reason.split(" (")[0]) for s in rep.skipped] == [
+        ("no-such-doc", "not in the index")]  # said, not silently ignored
     assert "glaciers.txt" not in {d["doc_id"] for d in r.documents()}
     # another folder's documents are not removed by re-indexing this one
     other = tmp_path / "other"
@@ -94,6 +103,39 @@ def test_add_and_remove_through_the_api(corpus: Path, tmp_path: Path, fake_embed
     r.add([other])
     Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
     assert "x.txt" in {d["doc_id"] for d in Retriever.load(tmp_path / "idx").documents()}
+
+
+def test_one_path_or_id_given_as_a_string_is_that_path_not_its_characters(
+        corpus: Path, tmp_path: Path, fake_embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by an API tester: build("docs/", ...) read "d", "o", "c", "s" and "/", and began
+    # indexing the whole file system.
+    monkeypatch.chdir(corpus)
+    r = Retriever.build("sub", tmp_path / "idx", embedder=fake_embedder)
+    assert [d["doc_id"] for d in r.documents()] == ["volcano.html"]
+    assert r.add(str(corpus / "cats.txt")).added == ["cats.txt"]
+    assert r.remove("cats.txt").removed == ["cats.txt"]
+
+
+def test_a_file_never_silently_replaces_another_of_the_same_name(
+        tmp_path: Path, fake_embedder) -> None:
+    # Found by an API tester: "qa index teamA" then "qa index teamB" into one index left only
+    # team B's notes.txt, with "1 updated".
+    for team, text in (("teamA", "The meeting is on Monday at nine."),
+                       ("teamB", "Our budget is five thousand euros.")):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "notes.txt").write_text(text)
+    r = Retriever.build([tmp_path / "teamA"], tmp_path / "idx", embedder=fake_embedder)
+    with pytest.raises(BadRequest, match=r"notes.txt would replace document 'notes.txt'.*"
+                                         r"teamA.*rename one of them"):
+        r.add([tmp_path / "teamB"])
+    with pytest.raises(BadRequest, match="would replace"):
+        Retriever.build([tmp_path / "teamB"], tmp_path / "idx", embedder=fake_embedder)
+    assert "Monday" in Retriever.load(tmp_path / "idx").document_text("notes.txt")
+    # a new version of the same file, and a file whose old place is gone, are updates
+    (tmp_path / "teamA" / "notes.txt").write_text("The meeting moved to Tuesday.")
+    assert r.add([tmp_path / "teamA"]).updated == ["notes.txt"]
+    (tmp_path / "teamA" / "notes.txt").unlink()
+    assert r.add([tmp_path / "teamB"]).updated == ["notes.txt"]
 
 
 def test_unreadable_file_keeps_its_indexed_version(corpus: Path, tmp_path: Path) -> None:
