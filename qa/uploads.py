@@ -17,7 +17,7 @@ import tempfile
 import threading
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -121,7 +121,17 @@ def add_uploads(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         skipped: list[SkippedFile] = []
-        staged = _stage_all(files, folder, skipped, strict=strict)
+        known = retriever.snapshot().documents
+
+        def indexed_elsewhere(name: str) -> bool:
+            # A document of this name read from a file outside the upload folder that is still
+            # there: the upload would silently replace it (found by a browser tester, who
+            # replaced a sample article with a one-line file).
+            source = str(known.get(name, {}).get("source") or "")
+            return bool(source) and Path(source).parent.resolve() != folder.resolve() \
+                and Path(source).is_file()
+
+        staged = _stage_all(files, folder, skipped, strict=strict, clash=indexed_elsewhere)
         swapped: list[tuple[str, Path, Path | None]] = []
         try:
             for shown, part, target in staged:
@@ -177,9 +187,11 @@ def remove_documents(retriever: Any, doc_ids: Sequence[str]) -> UpdateReport:
 
 
 def _stage_all(
-    files: Sequence[Received], folder: Path, skipped: list[SkippedFile], *, strict: bool
+    files: Sequence[Received], folder: Path, skipped: list[SkippedFile], *, strict: bool,
+    clash: Callable[[str], bool] = lambda name: False,
 ) -> list[tuple[str, Path, Path]]:
-    """Copy each acceptable file to a hidden part file: ``(name as sent, part, target)``."""
+    """Copy each acceptable file to a hidden part file: ``(name as sent, part, target)``.
+    A file named like a document indexed from elsewhere (``clash``) is not taken."""
     staged: list[tuple[str, Path, Path]] = []
     taken: set[str] = set()
     try:
@@ -187,6 +199,10 @@ def _stage_all(
             shown = re.split(r"[\\/]", f.name or "")[-1] or f.name
             try:
                 name = _unique(safe_upload_name(f.name), taken)
+                if clash(name):
+                    raise RefusedUpload(shown, "a document of this name is already indexed from "
+                                        "a folder; rename the file, or delete that document "
+                                        "first")
                 part = _stage(f.source, shown, folder, name)
             except RefusedUpload as exc:
                 if strict:

@@ -313,3 +313,15 @@ def test_a_sync_removes_what_a_folder_index_removes(tmp_path: Path, corpus: Path
     assert r.last_report.removed == ["rivers.md"]
     with pytest.raises(BadRequest, match="empty path"):
         Retriever.build([""], embedder=emb, milvus=db)
+
+
+def test_a_file_never_silently_replaces_another_of_the_same_name(tmp_path: Path) -> None:
+    for team, text in (("teamA", "The meeting is on Monday at nine."),
+                       ("teamB", "Our budget is five thousand euros.")):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "notes.txt").write_text(text)
+    uri = str(tmp_path / "m.db")
+    r = Retriever.build([tmp_path / "teamA"], milvus=uri, embedder=TrigramEmbedder())
+    with pytest.raises(BadRequest, match="would replace document 'notes.txt'"):
+        r.add([tmp_path / "teamB"])
+    assert "Monday" in r.document_text("notes.txt")

@@ -64,6 +64,28 @@ def test_http_refuses_a_request_with_one_bad_file_changing_nothing(http, retriev
     assert _state(retriever) == before
 
 
+def test_an_upload_never_replaces_a_document_indexed_from_a_folder(
+        http, retriever: Retriever, tmp_path: Path) -> None:
+    # Found by a browser tester: a one-line file named like a sample article replaced it, with
+    # "Updated" as the only word said.
+    before = _state(retriever)
+    resp = http.post("/api/documents", files=[("files", ("cats.txt", GOOD, "text/plain"))])
+    assert resp.status_code == 400
+    assert resp.json()["detail"] == ("cats.txt: a document of this name is already indexed from "
+                                     "a folder; rename the file, or delete that document first")
+    assert _state(retriever) == before
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    for name in ("cats.txt", "new.txt"):
+        (chosen / name).write_bytes(GOOD)
+    rep = ChatActions(retriever).upload([chosen / "cats.txt", chosen / "new.txt"])
+    assert rep["added"] == ["new.txt"] and [s["file"] for s in rep["skipped"]] == ["cats.txt"]
+    assert "cats" in retriever.document_text("cats.txt").lower()
+    # uploading a file again replaces its earlier upload
+    again = http.post("/api/documents", files=[("files", ("new.txt", GOOD + b" More.", "t/p"))])
+    assert again.json()["updated"] == ["new.txt"]
+
+
 def test_a_failing_add_restores_every_file(retriever: Retriever, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     add_uploads(retriever, [Received("puffins.txt", _write(tmp_path / "a.txt", GOOD))])

@@ -33,7 +33,7 @@ from ..retriever import (
 )
 from ..sources import empty_corpus_message, given_paths, source_of, stale_documents
 from .milvus import EXACT_LIMIT, MilvusIndex
-from .update import Progress, UpdateReport, passage_means
+from .update import Progress, UpdateReport, check_no_clash, passage_means
 
 EMBED_BATCH = 64
 _SETTINGS_TTL = 10.0  # seconds a replica trusts its copy of the settings (the ANN switch)
@@ -216,6 +216,8 @@ class MilvusRetriever(Retriever):
                 if old is not None and old.get("sha256") == doc.content_hash:
                     rep.unchanged.append(doc.doc_id)
                     continue
+                if old is not None:
+                    check_no_clash(doc, old, sources.get(doc.doc_id, doc.path))
                 (rep.updated if old is not None else rep.added).append(doc.doc_id)
                 todo.append((doc, chunker.split(doc)))
             total = sum(len(c.sentences) + 1 for _, cs in todo for c in cs)

@@ -8,6 +8,7 @@ not touched. The merge policy (:mod:`.merge`) then keeps the number of segments 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,21 @@ def check_unique_ids(docs: Sequence[Document]) -> None:
         seen[doc.doc_id] = doc.path
 
 
+def check_no_clash(doc: Document, indexed: dict[str, Any], source: str) -> None:
+    """BadRequest if ``doc`` would replace an indexed document of the same id read from another
+    file that is still there: two files that share a name (``teamA/notes.txt`` and
+    ``teamB/notes.txt`` indexed one after the other, or an upload named like a document indexed
+    from a folder), of which the second silently replaced the first. A new version of the same
+    file, or a document whose old file is gone (moved), is an update."""
+    old = str(indexed.get("source") or "")
+    if not old or os.path.abspath(old) == os.path.abspath(source) or not os.path.isfile(old):
+        return
+    raise BadRequest(
+        f"{Path(source).name} would replace document {doc.doc_id!r}, which was indexed from "
+        f"another file that is still there ({old}); rename one of them, or remove the indexed "
+        "document first")
+
+
 def apply_update(
     index: IndexDir,
     old: Snapshot,
@@ -144,6 +160,8 @@ def apply_update(
                 moved[doc.doc_id] = source
                 report.moved.append(doc.doc_id)
             continue
+        if loc is not None:
+            check_no_clash(doc, loc.meta, sources.get(doc.doc_id, doc.path))
         (report.updated if loc is not None else report.added).append(doc.doc_id)
         new_docs[doc.doc_id] = doc
     removed = {d for d in remove if d not in new_docs and old.locate_document(d) is not None}
