@@ -95,7 +95,8 @@ class Answer:
     model: str | None = None
     """The language model that wrote a generated answer; ``None`` for extractive answers."""
     sentences: list[AnswerSentence] | None = None
-    """The answer sentence by sentence; ``None`` derives them from the citations."""
+    """The answer sentence by sentence; left out, they are derived from the citations (an
+    extractive answer: one per cited sentence), so after construction this is always a list."""
     notice: str | None = None
     """Why the answer fell back (e.g. the model endpoint is down), else ``None``."""
     history_used: list[int] = field(default_factory=list)
@@ -104,13 +105,17 @@ class Answer:
     """A follow-up as the language model rewrote it to stand alone (what was searched), else
     ``None``."""
 
+    def __post_init__(self) -> None:
+        # Found by an API tester: ``answer.sentences`` was None for every extractive answer
+        # while its JSON had them, so ``for s in answer.sentences`` failed.
+        if self.sentences is None:
+            derived = [] if self.abstained else [
+                AnswerSentence(" ".join(c.text.split()), (c.marker,)) for c in self.citations]
+            object.__setattr__(self, "sentences", derived)
+
     def answer_sentences(self) -> list[AnswerSentence]:
         """The sentences as shown; extractive answers: one per citation."""
-        if self.sentences is not None:
-            return self.sentences
-        if self.abstained:
-            return []
-        return [AnswerSentence(" ".join(c.text.split()), (c.marker,)) for c in self.citations]
+        return list(self.sentences or [])
 
     def to_json(self) -> dict[str, Any]:
         """The answer object: the one serialisation that ``qa ask --json``, ``/api/ask``, the

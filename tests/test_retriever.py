@@ -89,3 +89,11 @@ def test_empty_corpus_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EmptyCorpus, match="no readable documents.*bin.txt"):
         Retriever.build([tmp_path / "empty"], tmp_path / "idx", embedder=TrigramEmbedder())
     assert not (tmp_path / "idx" / "CURRENT").exists()
+
+
+def test_answer_sentences_are_a_list_in_python_as_in_json(corpus: Path, tmp_path: Path) -> None:
+    # Found by an API tester: answer.sentences was None while the JSON listed them.
+    r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
+    a = r.ask("Where does the Rhine rise?")
+    assert isinstance(a.sentences, list)
+    assert [s.to_json() for s in a.sentences] == a.to_json()["sentences"]
