@@ -98,10 +98,12 @@ def test_default_host_is_localhost() -> None:
 def test_public_hosts_are_refused_without_a_login(host: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QA_AUTH", raising=False)
-    with pytest.raises(QAError, match="QA_AUTH=user:password") as err:
+    monkeypatch.delenv("QA_API_TOKEN", raising=False)
+    with pytest.raises(QAError, match="QA_AUTH=user:password or QA_API_TOKEN") as err:
         serve(index="/nonexistent", host=host, port=_free_port())
     assert "\n" not in str(err.value)
     check_host(host, ("ann", "pw"))  # allowed with a login
+    check_host(host, None, "s3cret")  # or a token, which every route then needs (README)
 
 
 @pytest.mark.parametrize(("host", "auth"), [("0.0.0.0", None), ("0.0.0.0", "nocolon"),

@@ -54,12 +54,13 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def check_host(host: str, auth: tuple[str, str] | None) -> None:
-    """Refuse to expose the index beyond this machine without a login."""
-    if not is_loopback(host) and auth is None:
+def check_host(host: str, auth: tuple[str, str] | None, token: str | None = None) -> None:
+    """Refuse to expose the index beyond this machine without a login (``QA_AUTH``) or a token
+    (``QA_API_TOKEN``, which every route then needs, the chat included)."""
+    if not is_loopback(host) and auth is None and not token:
         raise QAError(
             f"refusing to serve on {host or 'all interfaces'} without a login: set "
-            "QA_AUTH=user:password, or keep the default --host 127.0.0.1"
+            "QA_AUTH=user:password or QA_API_TOKEN, or keep the default --host 127.0.0.1"
         )
 
 
@@ -240,7 +241,7 @@ def serve(index: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAUL
     ``milvus=URI`` serves the index in that Milvus collection (no local index files); ``llm``
     (:class:`qa.generation.LLMSettings`) has a language model write the answers."""
     auth = parse_auth(os.environ.get("QA_AUTH"))
-    check_host(host, auth)
+    check_host(host, auth, os.environ.get("QA_API_TOKEN"))
     _require_server_packages(api_only)
     import uvicorn
 
