@@ -64,10 +64,10 @@ def parse_history(history: Sequence[Any] | None) -> list[Turn]:
     for i, turn in enumerate(history):
         if isinstance(turn, Turn):
             turn = turn.to_json()
-        if not isinstance(turn, dict) or set(turn) - {"question", "answer"} or "question" \
-                not in turn:
+        # Both fields, as the HTTP API requires: Python took a turn without its answer.
+        if not isinstance(turn, dict) or set(turn) != {"question", "answer"}:
             raise BadRequest(f"history[{i}] must be an object with 'question' and 'answer'")
-        q, a = turn.get("question"), turn.get("answer", "")
+        q, a = turn["question"], turn["answer"]
         for name, value in (("question", q), ("answer", a)):
             if not isinstance(value, str):
                 raise BadRequest(f"history[{i}].{name} must be text")

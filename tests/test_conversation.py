@@ -67,6 +67,7 @@ def test_turns_that_asked_nothing_are_not_leaned_on() -> None:
     ({"question": "q", "answer": "a"}, "history must be a list"),
     ([{"question": "q", "answer": "a"}] * 21, "at most 20"),
     ([{"answer": "a"}], "history[0] must be an object"),
+    ([{"question": "q"}], "history[0] must be an object"),
     (["text"], "history[0] must be an object"),
     ([{"question": 3, "answer": "a"}], "history[0].question must be text"),
     ([{"question": "q", "answer": "a" * 2001}], "history[0].answer is too long"),
