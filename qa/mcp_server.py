@@ -5,8 +5,9 @@ An AI assistant or editor that speaks MCP starts ``qa mcp --index DIR`` and gets
 
 - ``search(question, k)``: the ``k`` passages that best match, each with its document id, character
   offsets in the document, text and score;
-- ``ask(question, k)``: a cited answer (``[n]`` markers pointing at passage rank ``n``), or an
-  abstention when the documents do not answer, with the passages it rests on.
+- ``ask(question, k, history)``: a cited answer (``[n]`` markers pointing at passage rank ``n``),
+  or an abstention when the documents do not answer, with the passages it rests on; ``history``
+  (optional) holds the earlier turns, as ``POST /api/ask`` takes them.
 
 Bad arguments come back as a tool error (``isError``) with one line saying what was wrong; the
 server keeps running. Nothing but protocol messages is written to stdout.
@@ -24,8 +25,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "qa mcp needs the MCP Python SDK, which is not installed: pip install 'qa-cite[mcp]'"
     ) from exc
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from .conversation import MAX_FIELD_CHARS, MAX_TURNS
 from .errors import QAError
 from .limits import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS
 from .retriever import Retriever
@@ -37,6 +39,24 @@ Question = Annotated[
           min_length=1, max_length=MAX_QUESTION_CHARS),
 ]
 K = Annotated[int, Field(description="How many passages to retrieve.", ge=1, le=MAX_K)]
+
+
+class HistoryTurn(BaseModel):
+    """One earlier turn of the conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(description="An earlier question.", max_length=MAX_FIELD_CHARS)
+    answer: str = Field(description="The answer it got ('answer' of that ask).",
+                        max_length=MAX_FIELD_CHARS)
+
+
+History = Annotated[
+    list[HistoryTurn] | None,
+    Field(description="Earlier turns of the conversation, oldest first (at most 20), so that a "
+                      "follow-up such as 'And who brokered it?' is read with the question it "
+                      "leans on; 'history_used' in the result names the turns used.",
+          max_length=MAX_TURNS),
+]
 
 SEARCH_HELP = (
     "Search the indexed documents for passages relevant to a question. Returns the k best "
@@ -71,9 +91,10 @@ def build_server(retriever: Retriever) -> MCPServer:
         return {"question": question, "passages": [p.to_json() for p in passages]}
 
     @server.tool(name="ask", description=ASK_HELP)
-    def ask(question: Question, k: K = DEFAULT_K) -> dict[str, Any]:
+    def ask(question: Question, k: K = DEFAULT_K, history: History = None) -> dict[str, Any]:
         try:
-            return retriever.ask(question, k).to_json()
+            turns = [t.model_dump() for t in history or []]
+            return retriever.ask(question, k, history=turns).to_json()
         except QAError as exc:
             raise ToolError(str(exc)) from exc
 

@@ -112,12 +112,16 @@ def test_mcp_client_lists_the_tools_and_ask_cites_the_neutrality_sentence(
     sample_index: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("mcp")
-    tools, (ask, search, bad_k, empty, after) = _mcp(sample_index, tmp_path, [
+    earlier = [{"question": "Who was supposed to mediate the de-escalation talks?",
+                "answer": "Katar [1]"}]
+    tools, (ask, search, bad_k, empty, after, follow, bad_history) = _mcp(sample_index, tmp_path, [
         ("ask", {"question": QUESTION}),
         ("search", {"question": QUESTION, "k": 2}),
         ("ask", {"question": QUESTION, "k": 0}),
         ("ask", {"question": "   "}),
         ("search", {"question": "Kursk", "k": 1}),
+        ("ask", {"question": "And when were they supposed to start?", "history": earlier}),
+        ("ask", {"question": "And then?", "history": [{"question": "q"}]}),
     ])
     by_name = {t.name: t for t in tools}
     assert set(by_name) == {"search", "ask"}
@@ -127,6 +131,7 @@ def test_mcp_client_lists_the_tools_and_ask_cites_the_neutrality_sentence(
         assert props["question"]["type"] == "string"
         assert props["k"]["minimum"] == 1 and props["k"]["maximum"] == 50
         assert t.input_schema["required"] == ["question"]
+    assert "history" in by_name["ask"].input_schema["properties"]
 
     assert not ask.is_error
     answer = ask.structured_content
@@ -143,6 +148,11 @@ def test_mcp_client_lists_the_tools_and_ask_cites_the_neutrality_sentence(
     assert bad_k.is_error and "k" in bad_k.content[0].text
     assert empty.is_error and "question is empty" in empty.content[0].text
     assert not after.is_error and len(after.structured_content["passages"]) == 1
+    # a follow-up is read with the turn it leans on, as over HTTP (found by an API tester:
+    # MCP had no history, and dropped one without a word)
+    assert not follow.is_error and follow.structured_content["history_used"] == [0]
+    assert "August 2024" in follow.structured_content["answer"]
+    assert bad_history.is_error and "answer" in bad_history.content[0].text
 
 
 @pytest.mark.model
