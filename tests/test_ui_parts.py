@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from html import unescape as html_unescape
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -119,6 +120,9 @@ def test_every_answer_of_a_long_conversation_keeps_its_passages() -> None:
         assert f'href="#src-{n}-1"' in chat
         assert panel.count(f'id="src-{n}-1"') == 1
     assert panel.count('class="qa-earlier"') == convs.MAX_TURNS - 1
+    # "Open document" sends each cited span with its text, which the viewer checks
+    sent = panel.split('data-highlights="')[1].split('"')[0]
+    assert json.loads(html_unescape(sent)) == [[5, 21, "Turkey mediates."]]
 
 # -- conversations --------------------------------------------------------------------------------
 
@@ -225,6 +229,26 @@ def test_document_text_matches_every_passage_offset(tmp_path: Path, corpus: Path
     assert doc["highlights"] == [(2, 8)]
     html = render_document(doc)
     assert "<h1><mark>Rivers</mark> of Europe</h1>" in html and "qa-viewer-close" in html
+    assert "has changed" not in html
+
+
+def test_the_viewer_says_when_a_cited_sentence_moved_or_is_gone(tmp_path: Path,
+                                                                corpus: Path) -> None:
+    # Found by a browser tester: after a document was replaced, an older answer's "Open
+    # document" highlighted half of another sentence at the old offsets, as "1 cited span".
+    r = Retriever.build([corpus], tmp_path / "idx", embedder=TrigramEmbedder())
+    text = r.document_text("cats.txt")
+    first = text.split(". ")[0] + "."
+    (corpus / "cats.txt").write_text("A new opening line.\n" + text, encoding="utf-8")
+    r.add([corpus / "cats.txt"])
+    doc = ChatActions(r).document("cats.txt", [[0, len(first), first],
+                                               [0, 12, "Not there any more."]])
+    shift = len("A new opening line.\n")
+    assert doc["highlights"] == [(shift, shift + len(first))]
+    assert (doc["moved"], doc["gone"]) == (1, 1)
+    html = render_document(doc)
+    assert ("This document has changed since the answer: 1 cited sentence is no longer in it, 1 "
+            "is highlighted where it stands now.") in " ".join(html.split())
 
 
 def test_http_api_serves_a_whole_document(tmp_path: Path, corpus: Path) -> None:

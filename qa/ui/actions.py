@@ -95,23 +95,37 @@ class ChatActions:
         return out
 
     def document(self, doc_id: Any, highlights: Any = ()) -> dict[str, Any]:
-        """A whole document for the viewer: ``doc_id``, ``title``, ``text`` and the document
-        spans to highlight (checked: at most 50 pairs of offsets inside the text)."""
+        """A whole document for the viewer: ``doc_id``, ``title``, ``text``, the document spans
+        to highlight and ``moved``/``gone``: how many cited sentences are elsewhere now or no
+        longer in it. ``highlights`` are at most 50 ``[start, end]`` or ``[start, end, text]``;
+        with the text, a span is shown only where the document still holds that sentence (after
+        an update, old offsets pointed into other text: a browser tester saw half of another
+        sentence highlighted as "1 cited span")."""
         doc_id = str(doc_id or "")
         meta = next((d for d in self.r.documents() if d["doc_id"] == doc_id), None)
         if meta is None:
             raise BadRequest(f"no document {doc_id!r} in the index")
         text = self.r.document_text(doc_id)
-        spans = []
+        spans: list[tuple[int, int]] = []
+        moved = gone = 0
         for pair in list(highlights or [])[:MAX_VIEW_HIGHLIGHTS]:
             try:
                 s, e = int(pair[0]), int(pair[1])
+                quoted = str(pair[2]) if len(pair) > 2 else None
             except (TypeError, ValueError, IndexError):
                 continue
+            if quoted is not None and text[s:e] != quoted:
+                found = text.find(quoted) if quoted else -1
+                if found < 0:
+                    gone += 1
+                    continue
+                moved += 1
+                s, e = found, found + len(quoted)
             if 0 <= s < e <= len(text):
                 spans.append((s, e))
         return {"doc_id": doc_id, "title": meta.get("title") or doc_id, "text": text,
-                "highlights": spans, "passages": meta["passages"]}
+                "highlights": spans, "passages": meta["passages"], "moved": moved,
+                "gone": gone}
 
     def delete(self, doc_id: Any) -> dict[str, Any]:
         """Remove one document from the index (and its file, if it was uploaded); BadRequest if

@@ -166,7 +166,9 @@ def _passage_view(p: dict[str, Any], turn: int, related: bool) -> dict[str, Any]
         "markdown": is_markdown(doc_id),
         "html": Markup(marked_html(str(p["text"]), int(p["start"]), highlights,
                                    markdown=is_markdown(doc_id))),
-        "highlights": json.dumps(highlights),
+        # with each span its text, so that the viewer can tell when the document has changed
+        "highlights": json.dumps([[s, e, str(p["text"])[s - int(p["start"]): e - int(p["start"])]]
+                                  for s, e in highlights]),
     }
 
 
@@ -225,7 +227,8 @@ def render_upload_status(rep: dict[str, Any] | None, error: str | None = None) -
 def render_document(doc: dict[str, Any]) -> str:
     """The document viewer's content: the whole text, cited spans marked."""
     body = marked_html(doc["text"], 0, doc["highlights"], markdown=is_markdown(doc["doc_id"]))
-    return _render("viewer.html", doc=doc, body=Markup(body), n_marks=len(doc["highlights"]))
+    return _render("viewer.html", doc=doc, body=Markup(body), n_marks=len(doc["highlights"]),
+                   moved=doc.get("moved", 0), gone=doc.get("gone", 0))
 
 
 def conversation_markdown(turns: Sequence[dict[str, Any]]) -> str:
