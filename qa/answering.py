@@ -52,7 +52,9 @@ def _model_file(custom: str | None) -> dict[str, Any]:
 def _entry(embedder: str) -> dict[str, Any]:
     fitted = _model_file(os.environ.get("QA_CALIBRATION") or None)
     # One model on another engine ("-int8", "-fp32": vectors within cosine 0.999) uses its fits.
-    return fitted.get(embedder) or fitted.get(re.sub(r"-(int8|fp32)$", "", embedder), {})
+    entry: dict[str, Any] = fitted.get(embedder) or fitted.get(
+        re.sub(r"-(int8|fp32)$", "", embedder), {})
+    return entry
 
 
 def language_axis(embedder: str, dim: int) -> np.ndarray | None:

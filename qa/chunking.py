@@ -150,13 +150,13 @@ class Chunker:
     A passage is a paragraph where it can be: short paragraphs are joined up to ``chunk_size``
     characters, a paragraph of up to twice ``chunk_size`` stays whole, a heading or short line
     (up to a quarter of ``chunk_size``) opens the passage of the paragraph after it, and only a
-    longer paragraph (or a text without paragraph breaks) is split, by LangChain's recursive splitter, at line,
-    sentence and clause ends (``chunk_overlap`` applies there). Splitting a paragraph in two
-    made the passage at rank 1 the wrong half of the right paragraph: on the XQuAD dev half
-    (one paragraph per document) the first passage held the answer for 0.903 of the English
-    questions with 800-character pieces, 0.927 with whole paragraphs, while the right paragraph
-    came first as often (0.922). ``splitter=SPLITTER_V2`` splits as indexes built before did
-    (any text over ``chunk_size``), so that they keep their chunking.
+    longer paragraph (or a text without paragraph breaks) is split, by LangChain's recursive
+    splitter, at line, sentence and clause ends (``chunk_overlap`` applies there). Splitting a
+    paragraph in two made the passage at rank 1 the wrong half of the right paragraph: on the
+    XQuAD dev half (one paragraph per document) the first passage held the answer for 0.903 of
+    the English questions with 800-character pieces, 0.927 with whole paragraphs, while the
+    right paragraph came first as often (0.922). ``splitter=SPLITTER_V2`` splits as indexes
+    built before did (any text over ``chunk_size``), so that they keep their chunking.
     """
 
     def __init__(

@@ -110,7 +110,8 @@ def test_a_heading_opens_the_passage_of_the_paragraph_after_it() -> None:
     heading = "# Die Geschichte der Falkenried Kaffeerösterei"
     for words in (12, 40):  # a paragraph kept whole, and one that is split
         body = _paragraph(1, words)
-        doc = Document("d.md", "d.md", f"{heading}\n\n{body}\n\n## Heute\n\n{_paragraph(2, 12)}", "")
+        text = f"{heading}\n\n{body}\n\n## Heute\n\n{_paragraph(2, 12)}"
+        doc = Document("d.md", "d.md", text, "")
         texts = [c.text for c in Chunker(chunk_size=300).split(doc)]
         assert texts[0].startswith(heading + "\n\nAbsatz 1 Satz 0"), texts[0]
         assert any(t.startswith("## Heute\n\nAbsatz 2") for t in texts)

@@ -119,7 +119,7 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(tmp_path: 
 
 def test_utf8_with_a_few_damaged_bytes_stays_utf8() -> None:
     data = ("Die Hafenmeisterin heißt Petra Ohlsen. ".encode() + b"\xff\xfe\x80 kaputt "
-            + "Sie arbeitet seit 2011 im Hafen.".encode())
+            + b"Sie arbeitet seit 2011 im Hafen.")
     text = decode_bytes(data)
     assert "heißt Petra Ohlsen" in text and text.count("\ufffd") == 3
     # a single-byte encoding is still read as one

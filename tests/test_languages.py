@@ -4,7 +4,6 @@ language beside them: the language axis (issue #11; eval/xquad-mixed)."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
