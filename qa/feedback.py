@@ -1,6 +1,7 @@
 """Feedback on answers, kept beside the index, and turned into a question set for ``qa eval``.
 
-The chat appends one JSON object a line to ``<index>/feedback.jsonl``::
+The chat appends one JSON object a line to ``<index>/feedback.jsonl`` (a verdict on the click,
+and again with a note or a passage picked: :func:`read` keeps the latest per answer)::
 
     {"id", "time", "verdict": "up" | "down", "question", "answer", "abstained",
      "cited": [{"doc_id", "start", "end", "text"}], "note",
@@ -94,19 +95,24 @@ def record(index_dir: str | os.PathLike[str], data: dict[str, Any]) -> dict[str,
 
 
 def read(index_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All feedback entries, oldest first (a line that is not JSON, e.g. cut short, is skipped)."""
+    """The feedback, one entry per answer (the same question and answer text): its latest,
+    oldest first. The chat saves a verdict on the click and again with a note or a passage
+    picked, and a reader may change their mind; each line is kept in the file, append-only, and
+    only the last one counts (a line that is not JSON, e.g. cut short, is skipped)."""
     path = feedback_path(index_dir)
     if not path.exists():
         return []
-    out = []
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
         except ValueError:
             continue
         if isinstance(row, dict) and row.get("question"):
-            out.append(row)
-    return out
+            key = (str(row["question"]), str(row.get("answer") or ""))
+            latest.pop(key, None)  # re-inserted: ordered by its latest word
+            latest[key] = row
+    return list(latest.values())
 
 
 def _answer_text(text: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.feedback import feedback_path
+from qa.feedback import feedback_path, read
 from tests.conftest_ui import (  # noqa: F401 (fixtures)
     EVIL,
     REPO,
@@ -225,19 +225,31 @@ def test_feedback_is_saved_exported_and_run_by_qa_eval(page, ui_server: UIServer
     path = feedback_path(ui_server.index_dir)
     before = path.read_text(encoding="utf-8").count("\n") if path.exists() else 0
     ask(page, QUESTION, 1)
+    # a thumbs-up is saved on the click; the note is optional (found by a browser tester: it
+    # was lost unless "Send feedback" was clicked too, and its form asked for "the right passage")
     page.locator("#turn-1 .qa-fb[data-verdict=up]").click()
-    page.locator("#turn-1 .qa-fb-send").click()
-    page.wait_for_selector("#turn-1 .qa-act-done:has-text('saved')")
+    page.wait_for_selector("#turn-1 .qa-act-done:has-text('Saved')")
+    assert page.locator("#turn-1 .qa-fb-right").is_hidden()
+    page.locator("#turn-1 .qa-fb-cancel").click()
     ask(page, "Wer sollte die Gespräche über eine Deeskalation vermitteln?", 2)
     page.locator("#turn-2 .qa-fb[data-verdict=down]").click()
     form = page.locator("#turn-2 .qa-fb-form")
+    page.wait_for_selector("#turn-2 .qa-act-done:has-text('Saved')")
     assert form.is_visible()
     form.locator("select").select_option("2")
     form.locator("textarea").fill("the second passage names the mediator")
     shot(page, "15-feedback")
     form.locator(".qa-fb-send").click()
-    page.wait_for_selector("#turn-2 .qa-act-done:has-text('saved')")
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()[before:]]
+    page.wait_for_selector("#turn-2 .qa-act-done:has-text('feedback saved')")
+    # the thumbs stay pressed after a reload
+    page.reload()
+    page.wait_for_selector("#turn-2 .qa-a")
+    page.wait_for_selector("#turn-1 .qa-fb[data-verdict=up][aria-pressed=true]")
+    assert page.locator("#turn-2 .qa-fb[data-verdict=down]").get_attribute("aria-pressed") \
+        == "true"
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()[before:]]
+    assert [r["verdict"] for r in lines] == ["up", "down", "down"]
+    rows = [r for r in read(ui_server.index_dir) if r["id"] in {x["id"] for x in lines}]
     assert [r["verdict"] for r in rows] == ["up", "down"]
     assert rows[0]["question"] == QUESTION and rows[0]["cited"][0]["doc_id"] == ISTANBUL
     assert rows[1]["note"] == "the second passage names the mediator"

@@ -303,6 +303,25 @@ def test_feedback_is_checked_stored_and_exported_as_questions(tmp_path: Path) ->
     assert "Unclear?" not in qs
 
 
+def test_the_latest_verdict_on_an_answer_is_the_one_kept(tmp_path: Path) -> None:
+    # Found by a browser tester: feedback sent again after a reload was stored twice, and
+    # exported twice. The chat now saves on the click, and again with a note.
+    one = {"question": "Who mediates?", "answer": "Turkey mediates. [1]"}
+    record(tmp_path, {**one, "verdict": "down"})
+    record(tmp_path, {"question": "Other?", "answer": "X. [1]", "verdict": "up"})
+    record(tmp_path, {**one, "verdict": "down", "note": "wrong doc",
+                      "right_passage": _span("talks.txt", "Qatar mediates.")})
+    record(tmp_path, {**one, "answer": "Another answer. [1]", "verdict": "up"})
+    rows = read(tmp_path)
+    assert [(r["question"], r["verdict"], r["note"]) for r in rows] == [
+        ("Other?", "up", ""), ("Who mediates?", "down", "wrong doc"),
+        ("Who mediates?", "up", "")]
+    assert len(feedback_path(tmp_path).read_text().splitlines()) == 4  # every line is kept
+    # exported once: the wrong answer with its passage (the two thumbs-up cite nothing here)
+    assert export_questions(tmp_path, tmp_path / "q.jsonl") == (1, 2)
+    assert [q.question for q in load_questions(tmp_path / "q.jsonl")] == ["Who mediates?"]
+
+
 def test_feedback_export_command_says_what_it_wrote(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "qa.cli", "feedback", "export", str(tmp_path / "q.jsonl"),
            "--index", str(tmp_path)]

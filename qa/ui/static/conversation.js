@@ -74,6 +74,34 @@ const say = (answer, text) => {
   if (out) out.textContent = text;
 };
 
+// A verdict is saved on the click (the note and the passage pick are extras, sent again with
+// it); the server keeps the latest per answer, and the page remembers which thumb was pressed.
+const VERDICTS = 'qa-feedback-verdicts';
+const feedbackKey = (answer) => {
+  const data = JSON.parse(answer.dataset.feedback || '{}');
+  return `${data.question || ''}\u0000${data.answer || ''}`;
+};
+const storedVerdicts = () => {
+  try { return JSON.parse(localStorage.getItem(VERDICTS) || '{}') || {}; } catch (e) { return {}; }
+};
+const rememberVerdict = (answer, verdict) => {
+  try {
+    const all = storedVerdicts();
+    all[feedbackKey(answer)] = verdict;
+    const keys = Object.keys(all);
+    keys.slice(0, Math.max(keys.length - 500, 0)).forEach((k) => delete all[k]);
+    localStorage.setItem(VERDICTS, JSON.stringify(all));
+  } catch (e) { /* private mode: the thumbs reset on reload, the verdict is saved anyway */ }
+};
+const showVerdicts = () => {
+  const all = storedVerdicts();
+  element.querySelectorAll('.qa-a[data-feedback]').forEach((answer) => {
+    const verdict = all[feedbackKey(answer)];
+    answer.querySelectorAll('.qa-fb').forEach((b) =>
+      b.setAttribute('aria-pressed', verdict && b.dataset.verdict === verdict ? 'true' : 'false'));
+  });
+};
+
 const sendFeedback = async (answer, verdict) => {
   const data = JSON.parse(answer.dataset.feedback || '{}');
   const form = answer.querySelector('.qa-fb-form');
@@ -90,14 +118,15 @@ const sendFeedback = async (answer, verdict) => {
   try {
     const res = await server.record_feedback(payload);
     if (res && res.ok) {
-      say(answer, 'Thanks, feedback saved.');
-      if (form) form.hidden = true;
+      rememberVerdict(answer, verdict);
+      return true;
     } else {
       say(answer, 'Not saved: ' + ((res && res.error) || 'unknown error'));
     }
   } catch (e) {
     say(answer, 'Not saved: the server did not answer.');
   }
+  return false;
 };
 
 element.addEventListener('click', async (ev) => {
@@ -121,19 +150,27 @@ element.addEventListener('click', async (ev) => {
   const fb = ev.target.closest('.qa-fb');
   if (fb) {
     const answer = fb.closest('.qa-a');
+    const verdict = fb.dataset.verdict;
     answer.querySelectorAll('.qa-fb').forEach((b) =>
       b.setAttribute('aria-pressed', b === fb ? 'true' : 'false'));
     const form = answer.querySelector('.qa-fb-form');
-    form.dataset.verdict = fb.dataset.verdict;
-    form.querySelector('.qa-fb-right').hidden = fb.dataset.verdict !== 'down';
-    form.hidden = false;
-    form.querySelector(fb.dataset.verdict === 'down' ? 'select' : 'textarea').focus();
+    form.dataset.verdict = verdict;
+    form.querySelector('.qa-fb-right').hidden = verdict !== 'down';
+    form.querySelector('select[name=right]').value = '';
+    form.querySelector('textarea[name=note]').value = '';
+    form.hidden = true;
+    if (await sendFeedback(answer, verdict)) {
+      say(answer, verdict === 'down' ? 'Saved. You can say which passage is right, or add a note:'
+        : 'Saved, thank you. You can add a note:');
+      form.hidden = false;
+      form.querySelector(verdict === 'down' ? 'select' : 'textarea').focus();
+    }
     return;
   }
   if (ev.target.closest('.qa-fb-cancel')) {
     const answer = ev.target.closest('.qa-a');
     answer.querySelector('.qa-fb-form').hidden = true;
-    answer.querySelectorAll('.qa-fb').forEach((b) => b.setAttribute('aria-pressed', 'false'));
+    say(answer, 'Saved, without a note.');
   }
 });
 
@@ -141,7 +178,12 @@ element.addEventListener('submit', (ev) => {
   const form = ev.target.closest('.qa-fb-form');
   if (!form) return;
   ev.preventDefault();
-  sendFeedback(form.closest('.qa-a'), form.dataset.verdict || 'up');
+  const answer = form.closest('.qa-a');
+  sendFeedback(answer, form.dataset.verdict || 'up').then((ok) => {
+    if (!ok) return;
+    say(answer, 'Thanks, feedback saved.');
+    form.hidden = true;
+  });
 });
 
 // Escape hides an open preview without moving focus or the pointer (WCAG 1.4.13: dismissible):
@@ -227,8 +269,11 @@ const toLatest = () => {
   conv.scrollTop = last.getBoundingClientRect().top - conv.getBoundingClientRect().top
     + conv.scrollTop - 12;
 };
-if (typeof watch === 'function') watch('value', () => setTimeout(toLatest, 30));
+if (typeof watch === 'function') {
+  watch('value', () => setTimeout(() => { toLatest(); showVerdicts(); }, 30));
+}
 toLatest();
+showVerdicts();
 
 // The question box stops at its limit (maxlength): say so, or a long paste is cut unseen and the
 // cut question answered as if whole.
