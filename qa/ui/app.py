@@ -273,6 +273,7 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
                 with gr.Row(elem_classes=["qa-composer"]):
                     question = gr.Textbox(
                         placeholder="Ask a question in English or German…", show_label=False,
+                        label="Question",  # its accessible name (it was "Textbox")
                         lines=1, max_lines=6, scale=8, container=False, autofocus=True,
                         elem_id="qa-question", max_length=MAX_QUESTION_CHARS,
                     )

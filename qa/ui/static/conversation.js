@@ -135,6 +135,9 @@ element.addEventListener('click', async (ev) => {
     if (reveal(a.getAttribute('href').slice(1))) {
       ev.preventDefault();
       offerWayBack(a);
+      // the passage is in view now: its preview would only cover the answer's buttons
+      const wrap = a.closest('.qa-cite-wrap');
+      if (wrap) wrap.classList.add('qa-tip-closed');
     }
     return;
   }
@@ -205,17 +208,24 @@ element.addEventListener('mouseout', (ev) => {
 });
 // Keep a preview inside the window and the scrolling conversation: shift it left when it would
 // run off the right edge, and show it above the marker when there is no room below.
+// The conversation scrolls and clips what leaves it, so its edges bound the preview too (on a
+// phone the window's did not: the first letters of each line were cut off).
 const placeTip = (wrap) => {
   const tip = wrap.querySelector('.qa-tip');
   if (!tip) return;
+  const conv = wrap.closest('.qa-conv');
+  const box = conv ? conv.getBoundingClientRect() : null;
+  const leftLimit = Math.max(box ? box.left : 0, 0) + 8;
+  const rightLimit = Math.min(box ? box.right : Infinity,
+    document.documentElement.clientWidth) - 8;
   tip.style.left = '0px';
   tip.style.top = '';
   tip.style.bottom = '';
+  tip.style.maxWidth = `${Math.max(rightLimit - leftLimit, 160)}px`;
   requestAnimationFrame(() => {
     const r = tip.getBoundingClientRect();
-    const over = r.right - (document.documentElement.clientWidth - 8);
-    if (over > 0) tip.style.left = `${-Math.min(over, r.left - 8)}px`;
-    const conv = wrap.closest('.qa-conv');
+    const over = r.right - rightLimit;
+    if (over > 0) tip.style.left = `${-Math.max(Math.min(over, r.left - leftLimit), 0)}px`;
     const limit = Math.min(window.innerHeight, conv ? conv.getBoundingClientRect().bottom
       : window.innerHeight);
     const anchor = wrap.getBoundingClientRect();
@@ -269,8 +279,33 @@ const toLatest = () => {
   conv.scrollTop = last.getBoundingClientRect().top - conv.getBoundingClientRect().top
     + conv.scrollTop - 12;
 };
+// A new answer is read out by screen readers: a live region that outlives the conversation's
+// re-renders (one inside them would be replaced, not changed, and stay silent).
+const live = document.getElementById('qa-live') || (() => {
+  const region = document.createElement('div');
+  region.id = 'qa-live';
+  region.className = 'qa-sr-only';
+  region.setAttribute('role', 'status');
+  region.setAttribute('aria-live', 'polite');
+  document.body.appendChild(region);
+  return region;
+})();
+const latestAnswer = () => {
+  const latest = element.querySelector('.qa-turn.qa-latest');
+  const answer = latest && latest.querySelector('.qa-a .qa-a-text');
+  if (!answer) return null;
+  const text = answer.textContent.replace(/\s+/g, ' ').trim();
+  return {key: `${latest.id}|${text}`, text: text};
+};
+let announced = (latestAnswer() || {key: ''}).key;  // what the page opened with is no news
+const announce = () => {
+  const now = latestAnswer();
+  if (!now || now.key === announced) return;
+  announced = now.key;
+  live.textContent = 'Answer: ' + (now.text.length > 300 ? now.text.slice(0, 300) + '…' : now.text);
+};
 if (typeof watch === 'function') {
-  watch('value', () => setTimeout(() => { toLatest(); showVerdicts(); }, 30));
+  watch('value', () => setTimeout(() => { toLatest(); showVerdicts(); announce(); }, 30));
 }
 toLatest();
 showVerdicts();

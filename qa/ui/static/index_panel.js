@@ -19,6 +19,28 @@ element.addEventListener('click', (ev) => {
   } else if (ev.target.closest('.qa-del-yes')) {
     confirmBox.querySelector('span').textContent = 'Deleting…';
     confirmBox.querySelectorAll('button').forEach((b) => { b.disabled = true; });
+    focusAfterDelete = true;
     trigger('select', {index: li.dataset.doc, value: 'delete'});
   }
 });
+
+// Escape cancels a deletion; after one, focus goes to the panel's message saying what was done
+// (it went to the page's top, and a keyboard user started over: found by a browser tester).
+let focusAfterDelete = false;
+element.addEventListener('keydown', (ev) => {
+  if (ev.key !== 'Escape') return;
+  const confirmBox = ev.target.closest && ev.target.closest('.qa-doc-confirm');
+  if (!confirmBox || confirmBox.hidden) return;
+  ev.preventDefault();
+  ev.stopPropagation();
+  confirmBox.hidden = true;
+  confirmBox.closest('li').querySelector('.qa-doc-del').focus();
+});
+const afterRender = () => {
+  if (!focusAfterDelete) return;
+  const target = element.querySelector('.qa-index-msg') || element.querySelector('.qa-doc-open');
+  if (!target) return;
+  focusAfterDelete = false;
+  target.focus();
+};
+if (typeof watch === 'function') watch('value', () => setTimeout(afterRender, 30));
