@@ -139,6 +139,41 @@ def test_a_follow_up_naming_its_own_subject_finds_it_not_the_earlier_answer(
     assert not any("Energieinfrastruktur" in c.text for c in a.citations)
 
 
+CLUB = """# Riverside Rowing Club
+
+The Riverside Rowing Club was founded in 1987. The head coach is Priya Nandakumar, who rowed for
+the national team in 2008. An adult membership costs 240 euros per year; students pay 90 euros.
+The club owns twelve boats and trains on the river every morning.
+"""
+MACHINE = """Bedienungsanleitung Kaffeemaschine KM-300
+
+Die Maschine heizt etwa 45 Sekunden lang auf. Entkalken Sie die Maschine alle drei Monate mit
+Zitronensäure. Blinkt die rote Lampe, ist der Wassertank leer. Die Garantie beträgt zwei Jahre ab
+Kaufdatum.
+"""
+
+
+@pytest.mark.model
+def test_a_follow_up_on_another_topic_is_not_answered_from_the_turn_before(
+        tmp_path: Path) -> None:
+    # Found by an API tester: after a question on the club's coach, "What about the coffee
+    # machine warranty?" got the coach's sentence again; asked alone it was answered.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "club.en.md").write_text(CLUB, encoding="utf-8")
+    (docs / "kaffeemaschine.de.txt").write_text(MACHINE, encoding="utf-8")
+    r = Retriever.build([docs], tmp_path / "idx")
+    history = [{"question": "Who is the head coach of the rowing club?",
+                "answer": "The head coach is Priya Nandakumar, who rowed for the national team "
+                          "in 2008. [1]"}]
+    a = r.ask("What about the coffee machine warranty?", history=history)
+    assert a.history_used == [0] and not a.abstained
+    assert {c.doc_id for c in a.citations} == {"kaffeemaschine.de.txt"}
+    # a follow-up that points back with a pronoun still leans on the turn before
+    b = r.ask("And how much do students pay there?", history=history)
+    assert "90 euros" in b.citations[0].text
+
+
 @pytest.fixture(scope="module")
 def api(sample_index: Path) -> Any:
     pytest.importorskip("fastapi")
