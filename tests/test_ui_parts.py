@@ -18,7 +18,7 @@ from qa.feedback import export_questions, feedback_path, read, record
 from qa.ui import conversations as convs
 from qa.ui.actions import ChatActions
 from qa.ui.copy_text import as_markdown, as_plain_text
-from qa.ui.marked_text import marked_html
+from qa.ui.marked_text import marked_html, plain_inline
 from qa.ui.render import (
     render_conversation,
     render_document,
@@ -99,6 +99,16 @@ def test_copy_as_markdown_escapes_document_text() -> None:
     assert md.startswith("**Who mediates?**\n\nTurkey mediates. [1] Talks \\*went\\* on. [2]\n")
     assert "Sources:\n\n1. a.txt, characters 0-40\n   > Turkey mediates.\n" in md
     assert "2. Talks \\(b.md\\), characters 0-16\n   > Talks \\*went\\* on.\n" in md
+
+
+def test_an_answer_from_markdown_reads_without_its_marks() -> None:
+    # Found by a browser tester: "the **red mushroom button**" was shown with its asterisks.
+    html = render_conversation([{"q": "Who mediates?", "result": RESULT}])
+    shown = html.split('<p class="qa-a-text">')[1].split("</p>")[0]
+    assert "Talks went on." in shown and "*" not in shown
+    assert plain_inline("Press the **red** button, see [the manual](https://x.org) or `stop`; "
+                        "2 * 3 * 4 and snake_case_name stay.") == (
+        "Press the red button, see the manual or stop; 2 * 3 * 4 and snake_case_name stay.")
 
 
 def test_answer_html_carries_preview_copy_and_feedback() -> None:

@@ -30,6 +30,24 @@ def is_markdown(doc_id: str) -> bool:
     return str(doc_id).lower().endswith(MARKDOWN_SUFFIXES)
 
 
+_INLINE = (
+    (re.compile(r"\[([^\]\n]+)\]\([^)\s]*\)"), r"\1"),  # [text](url) -> text
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **bold**, __bold__
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *em*
+    (re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"), r"\1"),  # _em_
+    (re.compile(r"`([^`\n]+)`"), r"\1"),  # `code`
+)
+
+
+def plain_inline(text: str) -> str:
+    """A Markdown sentence as a reader sees it: without the marks of emphasis, code and links
+    (an answer quoted "the **red mushroom button**" from a .md document: found by a browser
+    tester). Escaped later, like any answer text."""
+    for pattern, repl in _INLINE:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def merged_spans(start: int, length: int,
                  highlights: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
     """Document spans as sorted, non-overlapping offsets into a text that begins at ``start``."""

@@ -22,7 +22,7 @@ from ..errors import one_line
 from ..uploads import MAX_UPLOAD_BYTES
 from .actions import plural
 from .copy_text import as_markdown, as_plain_text
-from .marked_text import is_markdown, marked_html
+from .marked_text import is_markdown, marked_html, plain_inline
 
 TITLE = "Ask your documents"
 TAGLINE = ("Ask in English or German. Every sentence of the answer is quoted from your documents "
@@ -96,10 +96,16 @@ def _answer_view(turn: int, q: str, res: dict[str, Any]) -> dict[str, Any]:
                 span = (int(c["start"]), int(c["end"])) if c else (
                     tuple(p["highlights"][0]) if p.get("highlights") else
                     (int(p["start"]), int(p["start"])))
+                context = _context(p, *span)
+                if is_markdown(p["doc_id"]):
+                    context = (plain_inline(context[0]), plain_inline(context[1]),
+                               plain_inline(context[2]))
                 tip = {"doc": p.get("title") or p["doc_id"], "doc_id": p["doc_id"],
-                       "context": _context(p, *span)}
+                       "context": context}
             markers.append({"n": m, "tip_id": f"tip-{turn}-{i}-{j}", "tip": tip})
-        sentences.append({**s, "markers": markers})
+        first = by_rank.get(int(s["markers"][0])) if s["markers"] else None
+        text = plain_inline(s["text"]) if first and is_markdown(first["doc_id"]) else s["text"]
+        sentences.append({**s, "text": text, "markers": markers})
     cited_ranks = sorted({m["n"] for s in sentences for m in s["markers"]})
     feedback = {
         "question": q, "answer": res.get("answer", ""), "abstained": bool(res.get("abstained")),
