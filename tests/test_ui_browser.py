@@ -52,8 +52,11 @@ def test_ask_see_cited_answer_and_highlighted_source(page) -> None:  # noqa: F81
 
 def test_marker_brings_its_passage_into_view(page) -> None:  # noqa: F811
     ask(page, "What did Ukraine offer in Istanbul?", 1)
+    page.fill("#qa-question textarea", "my half-typed draft")
     page.click("#qa-examples button:has-text('Why did Russia say it was withdrawing')")
     page.wait_for_selector("#turn-2 .qa-a:not(.qa-a-pending)")
+    # an example is asked without throwing the draft away (found by a browser tester)
+    assert page.input_value("#qa-question textarea") == "my half-typed draft"
     page.wait_for_timeout(400)
     shot(page, "03-follow-up")
     # both turns stay on screen; the first answer's sources are folded under "Earlier"

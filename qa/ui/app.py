@@ -133,6 +133,11 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
         turns = [*convs.current_turns(store), {"q": q, "pending": True, "since": time.time()}]
         return ("", *views(convs.with_turns(store, turns)))
 
+    def start_example(question: str, store: Any) -> tuple[Any, ...]:
+        # An example is asked without touching the question box: a draft there was thrown away
+        # (found by a browser tester).
+        return (gr.skip(), *start(question, store)[1:])
+
     def finish(store: Any, k: Any, mode: Any = None) -> Any:
         turns = convs.current_turns(store)
         if not any(t.get("pending") for t in turns):
@@ -327,7 +332,8 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
         streaming: dict[str, Any] = {"concurrency_limit": 8, **private}
         ev.then(finish, [store, k, answer_mode], conversation, **streaming)
         for b, q in zip(example_buttons, EXAMPLES):
-            b.click(partial(start, q), [store], [question, *conversation], **private).then(
+            b.click(partial(start_example, q), [store], [question, *conversation],
+                    **private).then(
                 finish, [store, k, answer_mode], conversation, **streaming)
         history.select(on_history, [store], conversation, **private)
         index_panel.select(on_index_action, None, [header, index_panel, upload_status], **private)
