@@ -65,6 +65,64 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
         def _k(cls, v: Any) -> int:
             return check_k(v)  # "3", 3.0, 1e1 and true are refused, not coerced
 
+    # What the responses look like, for /openapi.json (client generators read it); the routes
+    # return Answer.to_json() and friends, which these only describe. An error is always one
+    # line in "detail": FastAPI's default schema said a list (found by an API tester).
+    class ErrorOut(BaseModel):
+        detail: str = Field(..., description="what was wrong, in one line")
+
+    class PassageOut(BaseModel):
+        rank: int
+        doc_id: str
+        title: str
+        start: int = Field(..., description="offset of the passage in its document's text")
+        end: int
+        text: str = Field(..., description="the document's text[start:end]")
+        score: float
+        chunk_id: int
+        cited: bool
+        highlights: list[list[int]] = Field(..., description="[start, end] document offsets of "
+                                                              "the sentences the answer cites")
+        highlight_texts: list[str]
+
+    class CitationOut(BaseModel):
+        marker: int = Field(..., description="the [n] in the answer: the passage of rank n")
+        doc_id: str
+        start: int
+        end: int
+        text: str
+        score: float
+
+    class SentenceOut(BaseModel):
+        text: str
+        markers: list[int]
+        supported: bool = Field(..., description="found in the passages it cites")
+
+    class AnswerOut(BaseModel):
+        question: str
+        answer: str = Field(..., description="the sentences, each followed by its [n] markers")
+        abstained: bool = Field(..., description="the documents do not answer the question")
+        confidence: float = Field(..., description="the abstention model's estimate that the "
+                                                   "documents answer it; abstained is the decision")
+        mode: str = Field(..., description="'extractive' (quoted) or 'generated' (by a model)")
+        model: str | None
+        sentences: list[SentenceOut]
+        notice: str | None = Field(..., description="why the answer fell back, if it did")
+        history_used: list[int] = Field(..., description="the turns of history it was read with")
+        rewritten_question: str | None
+        citations: list[CitationOut]
+        passages: list[PassageOut]
+
+    class SearchOut(BaseModel):
+        question: str
+        passages: list[PassageOut]
+
+    def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+        what = {400: "bad input", 401: "missing or wrong API token", 404: "no such document",
+                413: "request too large", 422: "bad request shape or value",
+                503: "too many updates waiting (see Retry-After)"}
+        return {c: {"model": ErrorOut, "description": what[c]} for c in codes}
+
     def check_token(request: Request) -> None:
         if token is None:
             return
@@ -135,12 +193,13 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
     async def health() -> dict[str, str]:  # async: never waits for a thread
         return {"status": "ok"}
 
-    @app.get("/api/info", tags=["meta"], dependencies=auth)
+    @app.get("/api/info", tags=["meta"], dependencies=auth, responses=errors(401))
     def info() -> dict[str, Any]:
         """Index contents: documents, passages, model."""
         return retriever.info()
 
     @app.post("/api/search", tags=["retrieval"], dependencies=auth,
+              responses={200: {"model": SearchOut}, **errors(400, 401, 413, 422)},
               **body_limit(MAX_QUERY_REQUEST_BYTES))
     def search(q: Query) -> dict[str, Any]:
         """The ``k`` best passages for the question."""
@@ -159,6 +218,10 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
                         "with the turn it leans on (see history_used in the answer)")
 
     @app.post("/api/ask", tags=["retrieval"], dependencies=auth,
+              responses={200: {"model": AnswerOut, "content": {"text/event-stream": {
+                  "schema": {"type": "string", "description": "with stream: true, events "
+                             "'token' (text), 'rewrite' (the question searched) and 'answer' "
+                             "(this object)"}}}}, **errors(400, 401, 413, 422)},
               **body_limit(MAX_QUERY_REQUEST_BYTES + MAX_HISTORY_BYTES))
     def ask(q: AskQuery) -> Any:
         """An answer whose ``[n]`` markers cite passage ``rank`` n; ``abstained`` when the
@@ -171,7 +234,8 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
     def documents() -> list[dict[str, Any]]:
         return retriever.documents()
 
-    @app.get("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth)
+    @app.get("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth,
+             responses=errors(401, 404))
     def document(doc_id: str) -> dict[str, Any]:
         """One document's whole text (what passage and citation offsets refer to), as the
         chat's document viewer shows it."""
@@ -181,7 +245,7 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
         return {**meta, "text": retriever.document_text(doc_id)}
 
     @app.post("/api/documents", tags=["documents"], dependencies=auth,
-              **body_limit(MAX_UPLOAD_REQUEST_BYTES))
+              responses=errors(400, 401, 413, 422, 503), **body_limit(MAX_UPLOAD_REQUEST_BYTES))
     async def add_documents(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008
         """Upload documents (.txt, .md, .html, .pdf; 20 MiB each) into the index. One file of
         an unsupported type or over the limit refuses the request (400), changing nothing; 503
@@ -190,7 +254,8 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
         report = await in_write_queue(lambda: add_uploads(retriever, received, strict=True))
         return report.to_json()  # type: ignore[no-any-return]
 
-    @app.delete("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth)
+    @app.delete("/api/documents/{doc_id:path}", tags=["documents"], dependencies=auth,
+                responses=errors(401, 404, 503))
     async def remove_document(doc_id: str) -> dict[str, Any]:
         """Remove a document from the index. 503 with ``Retry-After`` when too many updates are
         waiting."""

@@ -869,3 +869,30 @@ def test_extra_junk_in_the_index_is_ignored(corpus: Path, tmp_path: Path) -> Non
     assert not (idx / ".tmp-leftover").exists()
     assert (idx / "v000000-backup" / "keep.txt").exists() and (idx / "README").exists()
     assert Retriever.load(idx, embedder=TrigramEmbedder()).info()["documents"] == 4
+
+
+def test_the_api_description_matches_what_it_answers(http) -> None:
+    # Found by an API tester: /openapi.json declared every 422 as FastAPI's list of errors while
+    # the server sends one line, and did not describe the answer at all.
+    spec = http.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def fields(name: str) -> set[str]:
+        return set(schemas[name]["properties"])
+
+    ask = spec["paths"]["/api/ask"]["post"]["responses"]
+    assert ask["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    assert schemas["ErrorOut"]["properties"]["detail"]["type"] == "string"
+    assert "text/event-stream" in ask["200"]["content"]
+    bad = http.post("/api/ask", json={"question": ""})
+    assert bad.status_code == 422 and set(bad.json()) == fields("ErrorOut")
+    real = http.post("/api/ask", json={"question": "Where does the Danube flow?"}).json()
+    assert set(real) == fields("AnswerOut")
+    assert set(real["passages"][0]) == fields("PassageOut")
+    assert real["citations"], real  # the trigram model answers this one
+    assert set(real["citations"][0]) == fields("CitationOut")
+    assert set(real["sentences"][0]) == fields("SentenceOut")
+    assert set(http.post("/api/search", json={"question": "cats"}).json()) == fields("SearchOut")
+    missing = http.delete("/api/documents/nope.txt")
+    assert missing.status_code == 404 and set(missing.json()) == fields("ErrorOut")
+    assert "404" in spec["paths"]["/api/documents/{doc_id}"]["delete"]["responses"]
