@@ -78,20 +78,24 @@ class QARetriever(BaseRetriever):
     @classmethod
     def from_index(
         cls,
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         k: int = DEFAULT_K,
         *,
         embedder: Embedder | str | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
         **kwargs: Any,
     ) -> QARetriever:
-        """Open the index in ``index_dir`` (built by ``qa index`` or ``Retriever.build``).
+        """Open the index in ``index_dir`` (built by ``qa index`` or ``Retriever.build``), or in
+        Milvus at ``milvus=URI`` (collection ``collection``), as every other surface can.
 
         ``embedder`` defaults to the one the index was built with (loaded on the first query);
         other keyword arguments (``tags``, ``metadata``) go to :class:`BaseRetriever`.
         Raises :class:`qa.IndexNotFound` / :class:`qa.IndexDamaged` when the index is unusable.
         """
         k = check_k(k)  # one line (qa.BadRequest), not pydantic's ValidationError
-        return cls(retriever=Retriever.load(index_dir, embedder=embedder), k=k, **kwargs)
+        r = Retriever.load(index_dir, embedder=embedder, milvus=milvus, collection=collection)
+        return cls(retriever=r, k=k, **kwargs)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None

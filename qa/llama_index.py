@@ -67,19 +67,23 @@ class QARetriever(BaseRetriever):
     @classmethod
     def from_index(
         cls,
-        index_dir: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str] | None = None,
         k: int = DEFAULT_K,
         *,
         embedder: Embedder | str | None = None,
+        milvus: str | None = None,
+        collection: str = "qa",
         **kwargs: Any,
     ) -> QARetriever:
-        """Open the index in ``index_dir`` (built by ``qa index`` or ``Retriever.build``).
+        """Open the index in ``index_dir`` (built by ``qa index`` or ``Retriever.build``), or in
+        Milvus at ``milvus=URI`` (collection ``collection``), as every other surface can.
 
         ``embedder`` defaults to the one the index was built with (loaded on the first query);
         other keyword arguments (``callback_manager``, ``verbose``) go to LlamaIndex's
         ``BaseRetriever``. Raises :class:`qa.IndexNotFound` / :class:`qa.IndexDamaged`.
         """
-        return cls(Retriever.load(index_dir, embedder=embedder), k=k, **kwargs)
+        r = Retriever.load(index_dir, embedder=embedder, milvus=milvus, collection=collection)
+        return cls(r, k=k, **kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         return [passage_to_node(p) for p in self.retriever.search(query_bundle.query_str, self.k)]

@@ -109,6 +109,12 @@ def test_missing_collection_is_a_clear_error(both: tuple[Retriever, Retriever]) 
         Retriever.load(milvus=milvus.milvus.uri, collection="other")
 
 
+def test_a_missing_milvus_lite_file_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFound, match="no Milvus Lite file .*nope.db"):
+        Retriever.load(milvus=str(tmp_path / "nope.db"))
+    assert not (tmp_path / "nope.db").exists()
+
+
 def test_incremental_updates_embed_only_what_changed(tmp_path: Path, corpus: Path) -> None:
     emb = TrigramEmbedder()
     db = str(tmp_path / "inc.db")
@@ -325,3 +331,22 @@ def test_a_file_never_silently_replaces_another_of_the_same_name(tmp_path: Path)
     with pytest.raises(BadRequest, match="would replace document 'notes.txt'"):
         r.add([tmp_path / "teamB"])
     assert "Monday" in r.document_text("notes.txt")
+
+
+def test_langchain_and_llama_index_open_a_milvus_index(tmp_path: Path, corpus: Path) -> None:
+    # Found by an API tester: QARetriever.from_index(milvus=...) was a TypeError, though every
+    # other surface takes --milvus.
+    uri = str(tmp_path / "m.db")
+    Retriever.build([corpus], milvus=uri, embedder=TrigramEmbedder())
+    pytest.importorskip("langchain_core")
+    from qa.langchain import QARetriever as LangChainRetriever
+
+    docs = LangChainRetriever.from_index(milvus=uri, k=2, embedder=TrigramEmbedder()).invoke(
+        "Where does the Danube flow?")
+    assert len(docs) == 2 and all(d.metadata["doc_id"] for d in docs)
+    pytest.importorskip("llama_index.core")
+    from qa.llama_index import QARetriever as LlamaRetriever
+
+    nodes = LlamaRetriever.from_index(milvus=uri, k=1, embedder=TrigramEmbedder()).retrieve(
+        "cats")
+    assert len(nodes) == 1

@@ -24,7 +24,7 @@ from ..answering import Retrieved
 from ..chunking import Chunk, Chunker
 from ..documents import Document, SkippedFile, iter_files, load_documents
 from ..embedders import Embedder
-from ..errors import EmbedderMismatch, EmptyCorpus, QAError
+from ..errors import EmbedderMismatch, EmptyCorpus, IndexNotFound, QAError
 from ..retriever import (
     _PASSAGE_CANDIDATES,
     _SENTENCE_CANDIDATES,
@@ -123,7 +123,12 @@ class MilvusRetriever(Retriever):
     @classmethod
     def load_milvus(cls, uri: str, collection: str = "qa", *,
                     embedder: Embedder | str | None = None) -> MilvusRetriever:
-        """Open an index in Milvus; IndexNotFound / IndexDamaged / EmbedderMismatch if unusable."""
+        """Open an index in Milvus; IndexNotFound / IndexDamaged / EmbedderMismatch if unusable.
+        A Milvus Lite file that does not exist is not created (found by an API tester: a
+        mistyped path left an empty ``.db`` behind)."""
+        if uri.endswith(".db") and not os.path.exists(uri):
+            raise IndexNotFound(f"no Milvus Lite file {uri}: build an index with `qa index "
+                                f"PATH... --milvus {uri}`")
         r = cls(uri, collection, embedder=embedder)
         r.snapshot()
         return r
