@@ -262,7 +262,9 @@ def create_app(retriever: Retriever, *, token: str | None = None, answerer: Any 
         if doc_id not in {d["doc_id"] for d in retriever.documents()}:
             raise HTTPException(404, f"no document {doc_id!r} in the index")
         report = await in_write_queue(lambda: remove_documents(retriever, [doc_id]))
-        return report.to_json()  # type: ignore[no-any-return]
+        info = retriever.info()  # the counts, as an upload's answer has them
+        return {**report.to_json(), "documents": int(info["documents"]),
+                "passages": int(info["passages"])}
 
     return app
 

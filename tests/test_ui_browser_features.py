@@ -349,6 +349,11 @@ def test_k_box_and_slider_agree(page, ui_server: UIServer) -> None:  # noqa: F81
     ask(page, QUESTION, 1)
     passages = int(ui_server.retriever.info()["passages"])
     assert page.locator("#sources-1 .qa-src").count() == min(20, passages)
+    box.fill("0")  # brought up to 1, not taken for the default 5 (found by a browser tester)
+    box.press("Enter")
+    box.blur()
+    page.wait_for_timeout(500)
+    assert box.input_value() == "1"
 
 
 def test_markdown_is_rendered_safely_in_cards_and_viewer(page, tmp_path: Path) -> None:  # noqa: F811

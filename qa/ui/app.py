@@ -52,7 +52,9 @@ KEYS_HTML = ('<div class="qa-hint-row"><a class="qa-skip" href="#qa-conv">Jump t
 SKIP_JS = ("element.addEventListener('click', (ev) => { if (ev.target.closest('.qa-skip') "
            "&& window.qaJumpToLatest && window.qaJumpToLatest()) ev.preventDefault(); });")
 # The slider's number box accepts any number; bring what was typed into the slider's range.
-CLAMP_K_JS = f"(k) => Math.min({MAX_UI_K}, Math.max(1, Math.round(Number(k) || {DEFAULT_K})))"
+# 0 is brought up to 1, not taken for "no number" (it became the default, 5: found by a tester)
+CLAMP_K_JS = (f"(k) => {{ const n = Number(k); return k === '' || !Number.isFinite(n) ? "
+              f"{DEFAULT_K} : Math.min({MAX_UI_K}, Math.max(1, Math.round(n))); }}")
 
 
 @cache
