@@ -122,18 +122,37 @@ class _VisibleText(HTMLParser):
         "section", "article", "header", "footer", "blockquote", "pre", "hr", "dd", "dt",
     }
 
+    _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+             "source", "track", "wbr"}
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.title_parts: list[str] = []
         self._hidden = 0
+        # The outermost element hidden by its attributes, and how deep its own tag is nested
+        # in it (a browser shows none of it: an API tester found "display:none" text indexed).
+        self._hidden_by: list[Any] = []
         self._in_title = False
+
+    @staticmethod
+    def _hides(attrs: list[tuple[str, str | None]]) -> bool:
+        for name, value in attrs:
+            style = re.sub(r"\s+", "", (value or "").lower()) if name == "style" else ""
+            if name == "hidden" or "display:none" in style or "visibility:hidden" in style:
+                return True
+        return False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title":
             self._in_title = True
         elif tag in self._HIDDEN:
             self._hidden += 1
+        if self._hidden_by:
+            if tag == self._hidden_by[0]:
+                self._hidden_by[1] += 1
+        elif tag not in self._VOID and self._hides(attrs):
+            self._hidden_by = [tag, 1]
         if tag in self._BLOCK:
             self.parts.append("\n\n" if tag != "br" else "\n")
 
@@ -142,13 +161,17 @@ class _VisibleText(HTMLParser):
             self._in_title = False
         elif tag in self._HIDDEN and self._hidden:
             self._hidden -= 1
+        if self._hidden_by and tag == self._hidden_by[0]:
+            self._hidden_by[1] -= 1
+            if not self._hidden_by[1]:
+                self._hidden_by = []
         if tag in self._BLOCK:
             self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.title_parts.append(data)
-        elif not self._hidden:
+        elif not self._hidden and not self._hidden_by:
             self.parts.append(data)
 
 

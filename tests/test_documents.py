@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qa.documents import decode_bytes, load_documents, read_document
+from qa.documents import decode_bytes, html_to_text, load_documents, read_document
 
 
 def make_pdf(text: str) -> bytes:
@@ -124,3 +124,16 @@ def test_utf8_with_a_few_damaged_bytes_stays_utf8() -> None:
     assert "heißt Petra Ohlsen" in text and text.count("\ufffd") == 3
     # a single-byte encoding is still read as one
     assert decode_bytes("Grüße aus München".encode("cp1252")) == "Grüße aus München"
+
+
+def test_html_text_hidden_from_readers_is_not_indexed() -> None:
+    # Found by an API tester: "Invisible text says tickets are free." inside a display:none
+    # element was indexed and could be cited.
+    text, title = html_to_text(
+        "<html><head><title>Guide</title></head><body><p>Tickets cost 5 euros.</p>"
+        '<div style="display: none"><div>Invisible text says</div> tickets are free.</div>'
+        "<p hidden>Also hidden.</p><span style='visibility:hidden'>Gone too.</span>"
+        '<p>Open daily.<img src="x.png" style="display:none"> Closed on Mondays.</p></body>'
+        "</html>")
+    assert title == "Guide"
+    assert text == "Tickets cost 5 euros.\n\nOpen daily. Closed on Mondays."
