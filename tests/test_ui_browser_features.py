@@ -247,6 +247,25 @@ def test_conversations_survive_a_reload(page) -> None:  # noqa: F811
     assert len(stored) == 1  # kept in this browser's storage
 
 
+def test_a_half_typed_question_survives_a_reload(page) -> None:  # noqa: F811
+    # Found by a browser tester: a reload, or the page reloading itself when the server came
+    # back, emptied the question box.
+    page.fill("#qa-question textarea", "Wer vermittelte die Gespräche")
+    page.reload()
+    page.wait_for_function(
+        "() => document.querySelector('#qa-question textarea')?.value"
+        " === 'Wer vermittelte die Gespräche'")
+    page.press("#qa-question textarea", "End")
+    page.keyboard.type("?")
+    page.press("#qa-question textarea", "Enter")  # sent: the draft is forgotten
+    page.wait_for_selector("#turn-1 .qa-a:not(.qa-a-pending)")
+    assert "Wer vermittelte die Gespräche?" in page.inner_text("#turn-1")
+    page.reload()
+    page.wait_for_selector("#turn-1 .qa-a")
+    page.wait_for_timeout(1500)
+    assert page.input_value("#qa-question textarea") == ""
+
+
 def test_feedback_is_saved_exported_and_run_by_qa_eval(page, ui_server: UIServer,  # noqa: F811
                                                        tmp_path: Path) -> None:
     path = feedback_path(ui_server.index_dir)

@@ -331,3 +331,30 @@ document.addEventListener('input', (ev) => {
     note.hidden = !full;
   }
 });
+
+// A half-typed question survives a reload or the server coming back (the page reloads itself
+// then): kept in this browser until it is sent (found by a browser tester).
+const DRAFT = 'qa-draft';
+const questionBox = () => document.querySelector('#qa-question textarea');
+document.addEventListener('input', (ev) => {
+  if (!ev.target.closest || !ev.target.closest('#qa-question')) return;
+  try { localStorage.setItem(DRAFT, ev.target.value); } catch (e) { /* private mode */ }
+});
+const forgetDraft = () => { try { localStorage.removeItem(DRAFT); } catch (e) { /* */ } };
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey && ev.target.closest
+      && ev.target.closest('#qa-question')) forgetDraft();
+});
+document.addEventListener('click', (ev) => {
+  if (ev.target.closest && ev.target.closest('#qa-send')) forgetDraft();
+});
+const restoreDraft = (tries) => {
+  const box = questionBox();
+  if (!box) { if (tries > 0) setTimeout(() => restoreDraft(tries - 1), 200); return; }
+  let draft = null;
+  try { draft = localStorage.getItem(DRAFT); } catch (e) { return; }
+  if (!draft || box.value) return;
+  box.value = draft;
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+};
+restoreDraft(20);
