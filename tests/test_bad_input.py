@@ -245,10 +245,7 @@ def http(fake_retriever) -> Any:
 
 def _detail(resp: Any) -> str:
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:300])
-    try:
-        detail = resp.json()["detail"]
-    except ValueError:  # the body-size limit answers in plain text
-        detail = resp.text
+    detail = resp.json()["detail"]  # every error is JSON, the body-size limit's too
     assert isinstance(detail, str) and one_line(detail), detail
     return detail
 
@@ -268,6 +265,11 @@ def test_http_refuses_long_questions(http, path) -> None:
     huge = http.post(path, json={"question": "Frage " * (ONE_MB // 6)})  # 1 MB
     assert huge.status_code in (413, 422)
     _detail(huge)
+    # over the body limit: JSON with one line, like every other error (it was plain text)
+    larger = http.post(path, content=b'{"question": "' + b"x" * 4 * ONE_MB + b'"}',
+                       headers={"content-type": "application/json"})
+    assert larger.status_code == 413 and larger.headers["content-type"] == "application/json"
+    assert "request body too large" in _detail(larger)
 
 
 @pytest.mark.parametrize("k", [0, -1, 51, 10**30, 2.5, "abc", None, True, [1], {"a": 1},
