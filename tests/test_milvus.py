@@ -110,7 +110,8 @@ def test_missing_collection_is_a_clear_error(both: tuple[Retriever, Retriever]) 
 
 
 def test_a_missing_milvus_lite_file_is_not_created(tmp_path: Path) -> None:
-    with pytest.raises(IndexNotFound, match="no Milvus Lite file .*nope.db"):
+    with pytest.raises(IndexNotFound, match="no index in Milvus: there is no Milvus Lite "
+                                            "file .*nope.db"):
         Retriever.load(milvus=str(tmp_path / "nope.db"))
     assert not (tmp_path / "nope.db").exists()
 

@@ -126,10 +126,10 @@ class MilvusRetriever(Retriever):
         """Open an index in Milvus; IndexNotFound / IndexDamaged / EmbedderMismatch if unusable.
         A Milvus Lite file that does not exist is not created (found by an API tester: a
         mistyped path left an empty ``.db`` behind)."""
+        r = cls(uri, collection, embedder=embedder)  # (checks the collection's name)
         if uri.endswith(".db") and not os.path.exists(uri):
-            raise IndexNotFound(f"no Milvus Lite file {uri}: build an index with `qa index "
-                                f"PATH... --milvus {uri}`")
-        r = cls(uri, collection, embedder=embedder)
+            raise IndexNotFound(f"no index in Milvus: there is no Milvus Lite file {uri}; build "
+                                f"one with `qa index PATH... --milvus {uri}`")
         r.snapshot()
         return r
 
