@@ -77,10 +77,13 @@ def test_marker_brings_its_passage_into_view(page) -> None:  # noqa: F811
                    return a.top >= b.top - 1 && a.top < b.bottom - 40; }""")
     assert inside
     assert page.evaluate("() => location.hash") == ""  # handled in place, no navigation
+    # the panel's header names the question whose passages are in view
+    assert "What did Ukraine offer in Istanbul?" in page.inner_text("#qa-sources .qa-for")
     shot(page, "04-marker-clicked")
     # the latest answer's marker works too
     page.locator("#turn-2 a.qa-cite").first.click()
     page.wait_for_timeout(900)
+    assert "Why did Russia say" in page.inner_text("#qa-sources .qa-for")
     marker = page.locator("#turn-2 a.qa-cite").first.inner_text().strip("[]")
     expect(page.locator(f"#src-2-{marker}")).to_be_in_viewport(ratio=0.3)
     # a new conversation starts over

@@ -22,6 +22,18 @@ const reveal = (id) => {
   } else {
     el.scrollIntoView({block: 'start', behavior: 'smooth'});
   }
+  // The panel's header names the question whose passages are in view (it kept naming the
+  // latest while an earlier answer's marker showed that answer's passages: found by a tester).
+  const header = document.querySelector('#qa-sources .qa-for');
+  if (header) {
+    if (header.dataset.latest === undefined) {
+      header.dataset.latest = header.textContent;
+      header.dataset.latestTitle = header.title;
+    }
+    const earlier = box && box.querySelector('.qa-earlier-q');
+    header.textContent = earlier ? `for ${earlier.textContent}` : header.dataset.latest;
+    header.title = earlier ? earlier.textContent : header.dataset.latestTitle;
+  }
   el.classList.remove('qa-flash');
   void el.offsetWidth;
   el.classList.add('qa-flash');
