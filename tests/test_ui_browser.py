@@ -113,12 +113,17 @@ def test_upload_then_ask_about_it(page, ui_server: UIServer, tmp_path: Path) -> 
         "Die Autofähre von Havneby nach List auf Sylt braucht etwa vierzig Minuten. "
         "Im Winter fährt sie nur alle zwei Stunden.", encoding="utf-8")
     before = doc_count(ui_server)
+    page.evaluate("() => window.scrollTo(0, 0)")
     message = upload(page, doc)
     assert "Added 1 document: sylt-faehre.txt." in message
     assert f"{before + 1} documents" in message
     assert "sylt-faehre.txt" in page.inner_text("#qa-index-panel")
     assert str(before + 1) in page.inner_text("#qa-index-pill")
-    page.locator("#qa-upload-status").scroll_into_view_if_needed()
+    # what the upload did comes into view (it appeared below the fold: found by a tester)
+    page.wait_for_function(
+        """() => { const r = document.querySelector('#qa-upload-status .qa-status')
+                     .getBoundingClientRect();
+                   return r.top >= -1 && r.bottom <= window.innerHeight + 1; }""", timeout=10000)
     shot(page, "06-uploaded")
     page.evaluate("() => window.scrollTo(0, 0)")
     ask(page, "How long does the car ferry to Sylt take?", 1)

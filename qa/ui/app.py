@@ -315,7 +315,7 @@ def build_app(retriever: Any, answerer: Any = None) -> Any:
                     elem_id="qa-upload",
                 )
                 upload_status = gr.HTML(render_upload_status(None), elem_id="qa-upload-status",
-                                        **html)
+                                        js_on_load=static_text("upload_status.js"), **html)
         gr.HTML(VIEWER_HTML, elem_id="qa-viewer", js_on_load=static_text("viewer.js"),
                 server_functions=[document_html], **html)
 
