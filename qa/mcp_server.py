@@ -15,11 +15,12 @@ server keeps running. Nothing but protocol messages is written to stdout.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 try:
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.mcpserver.tools import Tool
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "qa mcp needs the MCP Python SDK, which is not installed: pip install 'qa-cite[mcp]'"
@@ -32,13 +33,16 @@ from .errors import QAError
 from .limits import DEFAULT_K, MAX_K, MAX_QUESTION_CHARS
 from .retriever import Retriever
 
+ArgModel = TypeVar("ArgModel", bound=BaseModel)
 Question = Annotated[
     str,
     Field(description="The question, in any language the documents' model reads (e.g. English "
                       "or German); the documents may be in another language.",
           min_length=1, max_length=MAX_QUESTION_CHARS),
 ]
-K = Annotated[int, Field(description="How many passages to retrieve.", ge=1, le=MAX_K)]
+# strict: "3", 3.0 and true are refused, as by every other surface (qa.limits.check_k)
+K = Annotated[int, Field(description="How many passages to retrieve.", ge=1, le=MAX_K,
+                         strict=True)]
 
 
 class HistoryTurn(BaseModel):
@@ -75,14 +79,7 @@ ASK_HELP = (
 
 def build_server(retriever: Retriever) -> MCPServer:
     """An MCP server whose ``search`` and ``ask`` tools query ``retriever``."""
-    server = MCPServer(
-        name="qa",
-        log_level="WARNING",  # stderr is the client's log: no per-request chatter
-        instructions="Cited question answering over a document collection: use 'ask' for an "
-                     "answer with sources, 'search' for the raw passages.",
-    )
 
-    @server.tool(name="search", description=SEARCH_HELP)
     def search(question: Question, k: K = DEFAULT_K) -> dict[str, Any]:
         try:
             passages = retriever.search(question, k)
@@ -90,7 +87,6 @@ def build_server(retriever: Retriever) -> MCPServer:
             raise ToolError(str(exc)) from exc
         return {"question": question, "passages": [p.to_json() for p in passages]}
 
-    @server.tool(name="ask", description=ASK_HELP)
     def ask(question: Question, k: K = DEFAULT_K, history: History = None) -> dict[str, Any]:
         try:
             turns = [t.model_dump() for t in history or []]
@@ -98,7 +94,26 @@ def build_server(retriever: Retriever) -> MCPServer:
         except QAError as exc:
             raise ToolError(str(exc)) from exc
 
-    return server
+    tools = [Tool.from_function(search, name="search", description=SEARCH_HELP),
+             Tool.from_function(ask, name="ask", description=ASK_HELP)]
+    for tool in tools:
+        tool.fn_metadata.arg_model = _refusing_unknown(tool.fn_metadata.arg_model)
+    return MCPServer(
+        name="qa",
+        log_level="WARNING",  # stderr is the client's log: no per-request chatter
+        instructions="Cited question answering over a document collection: use 'ask' for an "
+                     "answer with sources, 'search' for the raw passages.",
+        tools=tools,
+    )
+
+
+def _refusing_unknown(model: type[ArgModel]) -> type[ArgModel]:
+    """A tool's argument model that refuses arguments it does not know, as the HTTP API does
+    (found by an API tester: ``{"question": ..., "bogus": 1}`` was taken, a misspelt
+    ``"histroy"`` would have been dropped unseen)."""
+    config = ConfigDict(**{**model.model_config, "extra": "forbid"})
+    strict: type[ArgModel] = type(model.__name__, (model,), {"model_config": config})
+    return strict
 
 
 def serve(retriever: Retriever) -> None:

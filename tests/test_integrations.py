@@ -114,15 +114,18 @@ def test_mcp_client_lists_the_tools_and_ask_cites_the_neutrality_sentence(
     pytest.importorskip("mcp")
     earlier = [{"question": "Who was supposed to mediate the de-escalation talks?",
                 "answer": "Katar [1]"}]
-    tools, (ask, search, bad_k, empty, after, follow, bad_history) = _mcp(sample_index, tmp_path, [
-        ("ask", {"question": QUESTION}),
-        ("search", {"question": QUESTION, "k": 2}),
-        ("ask", {"question": QUESTION, "k": 0}),
-        ("ask", {"question": "   "}),
-        ("search", {"question": "Kursk", "k": 1}),
-        ("ask", {"question": "And when were they supposed to start?", "history": earlier}),
-        ("ask", {"question": "And then?", "history": [{"question": "q"}]}),
-    ])
+    tools, (ask, search, bad_k, empty, after, follow, bad_history, unknown, text_k) = _mcp(
+        sample_index, tmp_path, [
+            ("ask", {"question": QUESTION}),
+            ("search", {"question": QUESTION, "k": 2}),
+            ("ask", {"question": QUESTION, "k": 0}),
+            ("ask", {"question": "   "}),
+            ("search", {"question": "Kursk", "k": 1}),
+            ("ask", {"question": "And when were they supposed to start?", "history": earlier}),
+            ("ask", {"question": "And then?", "history": [{"question": "q"}]}),
+            ("ask", {"question": "Kursk", "histroy": earlier}),
+            ("search", {"question": "Kursk", "k": "3"}),
+        ])
     by_name = {t.name: t for t in tools}
     assert set(by_name) == {"search", "ask"}
     for t in tools:
@@ -153,6 +156,10 @@ def test_mcp_client_lists_the_tools_and_ask_cites_the_neutrality_sentence(
     assert not follow.is_error and follow.structured_content["history_used"] == [0]
     assert "August 2024" in follow.structured_content["answer"]
     assert bad_history.is_error and "answer" in bad_history.content[0].text
+    # a misspelt argument and a k given as text are refused, as over HTTP (found by an API
+    # tester: they were ignored and coerced)
+    assert unknown.is_error and "histroy" in unknown.content[0].text
+    assert text_k.is_error and "k" in text_k.content[0].text
 
 
 @pytest.mark.model
